@@ -1,0 +1,149 @@
+"""The one Settings object: read once at start-up, from REFERRAL_* environment variables."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Only asymmetric algorithms may ever verify a production token; HS256 exists for
+# explicit local development with a shared secret and nothing else.
+ASYMMETRIC_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256"})
+DEV_ONLY_ALGORITHMS = frozenset({"HS256"})
+
+VAR_DIR = Path("var")
+
+
+class Environment(StrEnum):
+    production = "production"
+    development = "development"
+
+
+class LogFormat(StrEnum):
+    json = "json"
+    console = "console"
+
+
+class ConfigurationError(RuntimeError):
+    """Start-up configuration is missing or wrong; the message names the setting."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="REFERRAL_", extra="ignore", frozen=True)
+
+    env: Environment = Environment.production
+    database_url: str = f"sqlite+aiosqlite:///{VAR_DIR / 'referrals.db'}"
+    db_pool_size: int = Field(default=8, ge=1, le=100)
+    db_max_overflow: int = Field(default=4, ge=0, le=100)
+
+    jwt_issuer: str = "https://dev.referrals.local"
+    jwt_audience: str = "referral-api"
+    jwt_public_key_file: Path | None = None
+    jwt_jwks_url: str | None = None
+    jwt_hs256_secret: str | None = None
+    jwt_algorithms: Annotated[tuple[str, ...], NoDecode] = ("RS256", "ES256")
+    jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    jwt_max_token_bytes: int = Field(default=8192, ge=512, le=65536)
+    jwks_cache_seconds: int = Field(default=300, ge=0, le=86400)
+
+    ruleset_path: Path | None = None
+    timezone: str = "Europe/London"
+    max_body_bytes: int = Field(default=65536, ge=1024, le=10 * 1024 * 1024)
+    log_format: LogFormat | None = None
+    idempotency_ttl_hours: int = Field(default=48, ge=24, le=24 * 30)
+    audit_chains: int = Field(default=8, ge=1, le=64)
+    audit_head_log_seconds: int = Field(default=300, ge=0)
+    retry_after_seconds: int = Field(default=5, ge=1, le=300)
+
+    @field_validator("jwt_algorithms", mode="before")
+    @classmethod
+    def _split_algorithms(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _keys_are_consistent(self) -> Settings:
+        algorithms = set(self.jwt_algorithms)
+        if not algorithms:
+            raise ValueError("REFERRAL_JWT_ALGORITHMS must name at least one algorithm")
+        unknown = algorithms - ASYMMETRIC_ALGORITHMS - DEV_ONLY_ALGORITHMS
+        if unknown or "none" in {a.lower() for a in algorithms}:
+            raise ValueError(f"REFERRAL_JWT_ALGORITHMS has unsupported {sorted(unknown)}")
+        symmetric = bool(algorithms & DEV_ONLY_ALGORITHMS) or self.jwt_hs256_secret is not None
+        if symmetric:
+            if self.env is not Environment.development:
+                raise ValueError(
+                    "REFERRAL_JWT_HS256_SECRET / HS256 are allowed only with "
+                    "REFERRAL_ENV=development"
+                )
+            if self.jwt_public_key_file or self.jwt_jwks_url or algorithms & ASYMMETRIC_ALGORITHMS:
+                raise ValueError(
+                    "HS256 (REFERRAL_JWT_HS256_SECRET) may never be combined with an "
+                    "asymmetric key or algorithm"
+                )
+            if not self.jwt_hs256_secret or len(self.jwt_hs256_secret) < 32:
+                raise ValueError("REFERRAL_JWT_HS256_SECRET must be at least 32 characters")
+        if self.jwt_public_key_file and self.jwt_jwks_url:
+            raise ValueError(
+                "set only one of REFERRAL_JWT_PUBLIC_KEY_FILE and REFERRAL_JWT_JWKS_URL"
+            )
+        if (
+            self.env is not Environment.development
+            and not self.jwt_public_key_file
+            and not self.jwt_jwks_url
+        ):
+            raise ValueError(
+                "REFERRAL_JWT_PUBLIC_KEY_FILE or REFERRAL_JWT_JWKS_URL is required "
+                "unless REFERRAL_ENV=development"
+            )
+        return self
+
+    @property
+    def is_development(self) -> bool:
+        return self.env is Environment.development
+
+    @property
+    def effective_log_format(self) -> LogFormat:
+        if self.log_format is not None:
+            return self.log_format
+        return LogFormat.console if self.is_development else LogFormat.json
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def dev_key_dir(self) -> Path:
+        return VAR_DIR / "dev-keys"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment, turning a bad value into a ConfigurationError."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"REFERRAL_{'_'.join(str(p) for p in err['loc']).upper() or 'SETTINGS'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigurationError(f"invalid configuration: {problems}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

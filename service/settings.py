@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -56,9 +56,13 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=65536, ge=1024, le=10 * 1024 * 1024)
     log_format: LogFormat | None = None
     idempotency_ttl_hours: int = Field(default=48, ge=24, le=24 * 30)
-    audit_chains: int = Field(default=8, ge=1, le=64)
     audit_head_log_seconds: int = Field(default=300, ge=0)
     retry_after_seconds: int = Field(default=5, ge=1, le=300)
+
+    # How `referral-service serve` binds; the container sets HOST=0.0.0.0.
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
 
     @field_validator("jwt_algorithms", mode="before")
     @classmethod
@@ -137,11 +141,16 @@ def load_settings(**overrides: object) -> Settings:
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        problems = "; ".join(
-            f"REFERRAL_{'_'.join(str(p) for p in err['loc']).upper() or 'SETTINGS'}: {err['msg']}"
-            for err in exc.errors()
-        )
+        problems = "; ".join(_describe(err) for err in exc.errors())
         raise ConfigurationError(f"invalid configuration: {problems}") from None
+
+
+def _describe(err: Any) -> str:
+    # Field errors name the variable; cross-field errors already name theirs in the message.
+    message = str(err["msg"]).removeprefix("Value error, ")
+    if not err["loc"]:
+        return message
+    return f"REFERRAL_{'_'.join(str(p) for p in err['loc']).upper()}: {message}"
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,98 @@
+"""The application factory: settings in, a ready ASGI app out. Nothing happens at import time."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from api import problems
+from api.deps import Services
+from api.middleware import RequestContextMiddleware
+from api.openapi_docs import PROBLEM_COMPONENT
+from api.routes import audit, eligibility, health, pathway, referrals
+from eligibility import Ruleset, default_ruleset, load_ruleset
+from service import migrate
+from service.db import create_engine, is_sqlite, make_sessionmaker
+from service.logs import configure_logging
+from service.settings import Settings, get_settings
+from service.tokens import TokenVerifier
+
+API_VERSION = "1.0.0"
+DESCRIPTION = """\
+Referrals to specialised parent-infant relationship teams: multidisciplinary teams that help
+babies under two and their parents or carers when their relationship is in difficulty.
+
+Partner systems (health visiting, GP, midwifery, perinatal mental health) submit referrals and
+get an immediate, explainable and **provisional** decision: step up, step down or signpost. A
+team clinician confirms it later. No diagnosis is ever required. Every action is audited.
+
+Authenticate with a bearer JWT carrying `sub`, `org` and `scope` (space-separated:
+`referrals:submit`, `referrals:read`, `referrals:triage`, `audit:read`).
+"""
+
+
+def load_active_ruleset(settings: Settings) -> Ruleset:
+    return load_ruleset(settings.ruleset_path) if settings.ruleset_path else default_ruleset()
+
+
+def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings)
+    if services is None:
+        engine = create_engine(settings)
+        services = Services(
+            settings=settings,
+            engine=engine,
+            sessions=make_sessionmaker(engine),
+            ruleset=load_active_ruleset(settings),
+            verifier=TokenVerifier(settings),
+        )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if is_sqlite(settings.database_url):
+            # The embedded default migrates itself; PostgreSQL is migrated by `migrate`.
+            await migrate.upgrade(services.engine)
+        try:
+            yield
+        finally:
+            await services.verifier.aclose()
+            await services.engine.dispose()
+
+    app = FastAPI(
+        title="Parent-infant referral pathway API",
+        version=API_VERSION,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.services = services
+    problems.install(app)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.include_router(referrals.router)
+    app.include_router(eligibility.router)
+    app.include_router(pathway.router)
+    app.include_router(audit.router)
+    app.include_router(health.router)
+    _install_openapi(app, services.ruleset)
+    return app
+
+
+def _install_openapi(app: FastAPI, ruleset: Ruleset) -> None:
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        document = original()
+        document.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
+            PROBLEM_COMPONENT
+        )
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]

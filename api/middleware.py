@@ -1,0 +1,108 @@
+"""Pure ASGI middleware (no BaseHTTPMiddleware: it costs a task and a queue per request)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import traceback
+import uuid
+
+from fastapi import HTTPException
+from starlette.datastructures import MutableHeaders
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.problems import internal_error, problem_response
+
+logger = logging.getLogger("api.errors")
+
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+class BodyTooLarge(HTTPException):
+    """Raised while the body streams in; FastAPI re-raises HTTPExceptions from body reading,
+    so the problem handler renders it like any other 413."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"The body is larger than {limit} bytes.")
+
+
+class RequestContextMiddleware:
+    """Gives every request an id (echoed if the caller sent a sane one) and turns any crash into
+    a problem+json 500 that carries it, logging where it happened but never the message."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _request_id(scope)
+        scope.setdefault("state", {})["request_id"] = request_id
+        if _declared_length(scope) > self.max_body_bytes:
+            # Refused before a byte of the body is read.
+            too_large = problem_response(
+                Request(scope),
+                status=413,
+                title="Content Too Large",
+                slug="content-too-large",
+                detail=f"The body is larger than {self.max_body_bytes} bytes.",
+                headers={"X-Request-ID": request_id, "Connection": "close"},
+            )
+            await too_large(scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def receive_within_limit() -> Message:
+            # A body without a Content-Length (chunked) is counted as it streams in and
+            # refused as soon as it passes the limit: it is never held whole in memory.
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise BodyTooLarge(self.max_body_bytes)
+            return message
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                MutableHeaders(scope=message).append("X-Request-ID", request_id)
+            await send(message)
+
+        try:
+            await self.app(scope, receive_within_limit, send_with_id)
+        except Exception as exc:
+            # The exception text may quote personal data; its type and location do not.
+            where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+            logger.error(
+                "unhandled error",
+                extra={
+                    "error": type(exc).__name__,
+                    "where": f"{where.filename}:{where.lineno}" if where else None,
+                },
+            )
+            if started:
+                raise
+            await internal_error(Request(scope))(scope, receive, send_with_id)
+
+
+def _declared_length(scope: Scope) -> int:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            return int(value) if value.isdigit() else 0
+    return 0
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id":
+            candidate: str = value.decode("latin-1")
+            if _SANE_REQUEST_ID.match(candidate):
+                return candidate
+            break
+    return uuid.uuid4().hex

@@ -1,0 +1,152 @@
+"""What the OpenAPI document says beyond the schemas: error responses, headers and examples."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Body
+
+PROBLEM_SCHEMA_REF = {"$ref": "#/components/schemas/Problem"}
+REQUEST_ID_HEADER = {
+    "X-Request-ID": {
+        "description": "Echoes the caller's X-Request-ID when sane, else a generated id.",
+        "schema": {"type": "string"},
+    }
+}
+
+_DESCRIPTIONS = {
+    400: "Malformed JSON.",
+    401: "Missing or invalid bearer token.",
+    403: "The token lacks the scope this operation needs.",
+    404: "No such resource (also for another organisation's referral).",
+    405: "Method not allowed.",
+    409: "A request with the same Idempotency-Key is still in progress.",
+    413: "The body is larger than the limit (default 64 KiB).",
+    415: "The body is not application/json.",
+    422: "The request is not valid: `errors` names each field and the reason.",
+    503: "The database is unavailable; retry after the given number of seconds.",
+}
+
+
+def _problem(status: int) -> dict[str, Any]:
+    headers: dict[str, Any] = dict(REQUEST_ID_HEADER)
+    if status in (401, 403):
+        headers["WWW-Authenticate"] = {
+            "description": "Bearer challenge, with error=invalid_token or insufficient_scope.",
+            "schema": {"type": "string"},
+        }
+    if status == 503:
+        headers["Retry-After"] = {"description": "Seconds to wait.", "schema": {"type": "integer"}}
+    return {
+        "description": _DESCRIPTIONS[status],
+        "headers": headers,
+        "content": {"application/problem+json": {"schema": PROBLEM_SCHEMA_REF}},
+    }
+
+
+def responses(*statuses: int, created: bool = False) -> dict[int | str, dict[str, Any]]:
+    """The documented responses of an operation: the success one and each problem it can give."""
+    documented: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        if status < 400:
+            headers = dict(REQUEST_ID_HEADER)
+            if created:
+                headers["Location"] = {
+                    "description": "The new referral's URL.",
+                    "schema": {"type": "string"},
+                }
+            documented[status] = {"headers": headers}
+        else:
+            documented[status] = _problem(status)
+    return documented
+
+
+def _referral(**changes: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "referrer": {
+            "name": "Sam Carter",
+            "role": "health_visitor",
+            "email": "sam.carter@nhs.example",
+            "phone": "01865 000000",
+        },
+        "infant": {
+            "given_name": "Alex",
+            "family_name": "Doe",
+            "nhs_number": "9434765919",
+            "date_of_birth": "2026-06-01",
+        },
+        "caregivers": [
+            {
+                "given_name": "Jo",
+                "family_name": "Doe",
+                "relationship": "mother",
+                "phone": "07700 900000",
+            }
+        ],
+        "postcode": "OX4 1AA",
+        "concerns": {
+            "codes": ["bonding_difficulties", "negative_feelings_towards_infant"],
+            "description": "Mother finds it hard to feel close to the baby.",
+            "duration_weeks": 6,
+        },
+        "risk_factors": ["domestic_abuse"],
+        "safeguarding": {
+            "immediate_risk": False,
+            "child_protection_plan": False,
+            "child_in_need_plan": False,
+        },
+        "diagnosis": None,
+        "consent": {"caregiver_consent": True, "recorded_on": "2026-11-20"},
+        "referrer_urgency": "routine",
+        "services_involved": ["health_visiting"],
+    }
+    base.update(changes)
+    return base
+
+
+REFERRAL_EXAMPLES = Body(
+    openapi_examples={
+        "eligible": {
+            "summary": "Eligible: a relationship concern with risk factors (step up)",
+            "value": _referral(),
+        },
+        "antenatal": {
+            "summary": "Antenatal: expected due date instead of date of birth",
+            "value": _referral(
+                infant={"family_name": "Doe", "expected_due_date": "2027-02-14"},
+                concerns={
+                    "codes": ["birth_trauma_or_loss_affecting_relationship"],
+                    "duration_weeks": 2,
+                },
+                risk_factors=[],
+                services_involved=["midwifery"],
+            ),
+        },
+        "signposted": {
+            "summary": "Signposted: no relationship concern (feeding only)",
+            "value": _referral(concerns={"codes": ["feeding_only"]}, risk_factors=[]),
+        },
+    }
+)
+
+PROBLEM_COMPONENT: dict[str, Any] = {
+    "type": "object",
+    "description": "RFC 9457 problem details.",
+    "required": ["type", "title", "status", "detail", "instance", "request_id"],
+    "properties": {
+        "type": {"type": "string", "format": "uri"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "request_id": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+}

@@ -1,0 +1,59 @@
+"""The audit trail: read and verify (scope `audit:read`)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from api.deps import CanAudit, ClockDep, SessionDep
+from api.openapi_docs import responses
+from api.schemas.audit import AuditEventsPage, AuditVerification
+from service import audit_log
+
+router = APIRouter(prefix="/v1/audit-events", tags=["audit"])
+
+
+@router.get(
+    "",
+    operation_id="audit-events-list",
+    summary="List audit events",
+    responses=responses(200, 401, 403, 422, 503),
+)
+async def list_audit_events(
+    ctx: CanAudit,
+    db: SessionDep,
+    now: ClockDep,
+    referral_id: uuid.UUID | None = None,
+    action: Annotated[str | None, Query(max_length=64, pattern=r"^[a-z_.]+$")] = None,
+    since: Annotated[datetime | None, Query(description="RFC 3339 date-time.")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: Annotated[str | None, Query(max_length=19, pattern=r"^[0-9]+$")] = None,
+) -> AuditEventsPage:
+    """Audit events in sequence order (scope `audit:read`). Reading them is itself audited."""
+    page = await audit_log.list_events(
+        session=db,
+        ctx=ctx,
+        referral_id=str(referral_id) if referral_id else None,
+        action=action,
+        since=since,
+        limit=limit,
+        cursor=cursor,
+        now=now.now,
+    )
+    return AuditEventsPage.model_validate({"items": page.items, "next_cursor": page.next_cursor})
+
+
+@router.get(
+    "/verify",
+    operation_id="audit-events-verify",
+    summary="Verify the audit trail",
+    responses=responses(200, 401, 403, 503),
+)
+async def verify_audit_events(ctx: CanAudit, db: SessionDep, now: ClockDep) -> AuditVerification:
+    """Re-derive every hash chain and report the first bad event, if any, and the head hash to
+    anchor outside the database (scope `audit:read`)."""
+    result = await audit_log.verify_chains(session=db, ctx=ctx, now=now.now)
+    return AuditVerification.model_validate(result.to_dict())

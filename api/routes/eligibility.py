@@ -1,0 +1,50 @@
+"""The dry run: the rules applied to a referral body, nothing stored but an audit event."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from api.deps import JSON_BODY_ONLY, CanSubmit, ClockDep, RulesetDep, SessionDep
+from api.openapi_docs import REFERRAL_EXAMPLES, responses
+from api.schemas.referrals import Decision, ReferralCreate
+from api.views import submission_of
+from service import referrals
+
+router = APIRouter(prefix="/v1/eligibility", tags=["eligibility"])
+
+
+@router.post(
+    "/check",
+    operation_id="eligibility-check",
+    summary="Check eligibility without submitting",
+    dependencies=JSON_BODY_ONLY,
+    responses=responses(200, 400, 401, 403, 413, 415, 422, 503),
+)
+async def check_eligibility(
+    body: Annotated[ReferralCreate, REFERRAL_EXAMPLES],
+    ctx: CanSubmit,
+    db: SessionDep,
+    now: ClockDep,
+    ruleset: RulesetDep,
+    as_of: Annotated[
+        date | None,
+        Query(
+            description="Evaluate the rules (and the body's date checks) at this date; "
+            "default today in the service's time zone."
+        ),
+    ] = None,
+) -> Decision:
+    """Apply the active rules to a referral body and return the decision it would get (scope
+    `referrals:submit`). Nothing is stored except an audit event without personal data."""
+    decision = await referrals.check_eligibility(
+        session=db,
+        ctx=ctx,
+        submission=submission_of(body),
+        ruleset=ruleset,
+        as_of=as_of or now.today,
+        now=now.now,
+    )
+    return Decision.model_validate(decision.to_dict())

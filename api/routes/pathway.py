@@ -1,0 +1,18 @@
+"""The public description of the active ruleset."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from api.deps import RulesetDep
+
+router = APIRouter(prefix="/v1", tags=["pathway"])
+
+
+@router.get("/pathway", operation_id="pathway-get", summary="Describe the referral pathway")
+async def get_pathway(ruleset: RulesetDep) -> dict[str, Any]:
+    """The active ruleset (no authentication needed): its id, version and SHA-256, the
+    eligibility criteria, what each outcome means, the code lists and the glossary."""
+    return ruleset.describe()

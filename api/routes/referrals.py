@@ -1,0 +1,154 @@
+"""Referral endpoints: submit, read, status and list."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response, status
+
+from api.deps import (
+    JSON_BODY_ONLY,
+    CanRead,
+    CanSubmit,
+    ClockDep,
+    RulesetDep,
+    ServicesDep,
+    SessionDep,
+)
+from api.openapi_docs import REFERRAL_EXAMPLES, responses
+from api.schemas.referrals import (
+    Outcome,
+    ReferralCreate,
+    ReferralPublic,
+    ReferralsPage,
+    ReferralStatus,
+    ReferralStatusPublic,
+)
+from api.views import referral_public, referral_status, referral_summary, submission_of
+from service import referrals
+
+router = APIRouter(prefix="/v1/referrals", tags=["referrals"])
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Same key and body within 24 hours returns the original referral again.",
+    ),
+]
+
+
+@router.post(
+    "",
+    operation_id="referrals-create",
+    status_code=status.HTTP_201_CREATED,
+    summary="Submit a referral",
+    dependencies=JSON_BODY_ONLY,
+    responses=responses(201, 400, 401, 403, 409, 413, 415, 422, 503, created=True),
+)
+async def create_referral(
+    body: Annotated[ReferralCreate, REFERRAL_EXAMPLES],
+    ctx: CanSubmit,
+    db: SessionDep,
+    now: ClockDep,
+    ruleset: RulesetDep,
+    services: ServicesDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> ReferralPublic:
+    """Submit a referral (scope `referrals:submit`). It is checked against the active rules at
+    once and comes back with a provisional decision, a short reference and its id."""
+    created = await referrals.create_referral(
+        session=db,
+        ctx=ctx,
+        submission=submission_of(body),
+        ruleset=ruleset,
+        now=now.now,
+        today=now.today,
+        idempotency_key=idempotency_key,
+        idempotency_ttl=timedelta(hours=services.settings.idempotency_ttl_hours),
+    )
+    response.headers["Location"] = f"{router.prefix}/{created.referral.id}"
+    if created.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return referral_public(created.referral)
+
+
+@router.get(
+    "",
+    operation_id="referrals-list",
+    summary="List referrals",
+    responses=responses(200, 401, 403, 422, 503),
+)
+async def list_referrals(
+    ctx: CanRead,
+    db: SessionDep,
+    now: ClockDep,
+    status_: Annotated[ReferralStatus | None, Query(alias="status")] = None,
+    outcome: Outcome | None = None,
+    received_from: Annotated[
+        datetime | None, Query(description="Inclusive, RFC 3339 date-time.")
+    ] = None,
+    received_to: Annotated[
+        datetime | None, Query(description="Exclusive, RFC 3339 date-time.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=200, pattern=r"^[A-Za-z0-9_-]+$")] = None,
+) -> ReferralsPage:
+    """A page of referral summaries, newest first, with no personal data (scope
+    `referrals:read` for your organisation's, `referrals:triage` for all)."""
+    page = await referrals.list_referrals(
+        session=db,
+        ctx=ctx,
+        now=now.now,
+        limit=limit,
+        cursor=cursor,
+        filters=referrals.ListFilters(
+            status=status_.value if status_ else None,
+            outcome=outcome,
+            received_from=received_from,
+            received_to=received_to,
+        ),
+    )
+    return ReferralsPage(
+        items=[referral_summary(r) for r in page.items], next_cursor=page.next_cursor
+    )
+
+
+@router.get(
+    "/{referral_id}",
+    operation_id="referrals-get",
+    summary="Read a referral",
+    responses=responses(200, 401, 403, 404, 422, 503),
+)
+async def get_referral(
+    referral_id: uuid.UUID, ctx: CanRead, db: SessionDep, now: ClockDep
+) -> ReferralPublic:
+    """The whole referral with its decision (scope `referrals:read` for your organisation's,
+    `referrals:triage` for any). Another organisation's referral is 404."""
+    referral = await referrals.read_referral(
+        session=db, ctx=ctx, referral_id=str(referral_id), now=now.now
+    )
+    return referral_public(referral)
+
+
+@router.get(
+    "/{referral_id}/status",
+    operation_id="referrals-status",
+    summary="Check a referral's status",
+    responses=responses(200, 401, 403, 404, 422, 503),
+)
+async def get_referral_status(
+    referral_id: uuid.UUID, ctx: CanRead, db: SessionDep, now: ClockDep
+) -> ReferralStatusPublic:
+    """Where the referral stands, with no personal data (scope `referrals:read` or
+    `referrals:triage`)."""
+    referral = await referrals.read_referral(
+        session=db, ctx=ctx, referral_id=str(referral_id), now=now.now, status_only=True
+    )
+    return referral_status(referral)

@@ -1,0 +1,52 @@
+"""Audit trail responses."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import Field
+
+from api.schemas.common import ResponseModel
+
+
+class Actor(ResponseModel):
+    sub: str
+    org: str
+
+
+class AuditEventPublic(ResponseModel):
+    seq: int
+    chain: int
+    chain_seq: int
+    occurred_at: datetime
+    actor: Actor
+    action: str
+    resource_type: str
+    resource_id: str | None
+    outcome: str
+    request_id: str
+    details: dict[str, Any] = Field(description="Ids, codes and counts; never personal data.")
+    prev_hash: str
+    hash: str
+
+
+class AuditEventsPage(ResponseModel):
+    items: list[AuditEventPublic]
+    next_cursor: str | None
+
+
+class ChainHeadPublic(ResponseModel):
+    chain: int
+    chain_seq: int
+    seq: int
+    hash: str
+
+
+class AuditVerification(ResponseModel):
+    valid: bool
+    events_checked: int
+    first_invalid_seq: int | None
+    problem: str | None
+    head_hash: str = Field(description="SHA-256 over every chain's head: anchor it elsewhere.")
+    heads: list[ChainHeadPublic]

@@ -1,0 +1,91 @@
+"""Checks across a ruleset file's sections that field-by-field validation cannot make."""
+
+from __future__ import annotations
+
+import zoneinfo
+from collections.abc import Iterable, Mapping
+from string import Formatter
+
+from eligibility.schema import RulesetFile
+
+# Placeholders a ruleset's texts may use; everything else is a typo that would otherwise
+# surface as a KeyError on the first referral instead of at start-up.
+TEXT_PLACEHOLDERS: frozenset[str] = frozenset(
+    {"age_limit_months", "step_up_threshold", "catchment"}
+)
+SCORE_PLACEHOLDERS: frozenset[str] = TEXT_PLACEHOLDERS | {"score"}
+SCORE_REASONS: frozenset[str] = frozenset({"STEP_UP_SCORE", "STEP_DOWN_SCORE"})
+
+
+def cross_check(model: RulesetFile) -> list[str]:
+    """Every problem found, each as "key.path: message"."""
+    problems: list[str] = []
+    codes = model.codes
+    concern_codes = _duplicates(
+        problems,
+        ("codes.relationship_concerns", codes.relationship_concerns),
+        ("codes.other_concerns", codes.other_concerns),
+    )
+    risk_codes = _duplicates(
+        problems,
+        ("codes.severe_risk_factors", codes.severe_risk_factors),
+        ("codes.other_risk_factors", codes.other_risk_factors),
+    )
+    problems += _unknown_keys("labels", model.labels, concern_codes | risk_codes)
+    problems += _unknown_keys("weights.risk_factors", model.weights.risk_factors, risk_codes)
+
+    thresholds = model.thresholds
+    if thresholds.moderate_concern_weeks >= thresholds.enduring_concern_weeks:
+        problems.append(
+            "thresholds.moderate_concern_weeks: must be less than thresholds.enduring_concern_weeks"
+        )
+    try:
+        zoneinfo.ZoneInfo(model.ruleset.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        problems.append(f"ruleset.timezone: unknown time zone {model.ruleset.timezone!r}")
+
+    service_ids: set[str] = set()
+    for index, service in enumerate(model.services):
+        if service.id in service_ids:
+            problems.append(f"services[{index}].id: duplicate service id {service.id!r}")
+        service_ids.add(service.id)
+        if service.url is None and service.email is None:
+            problems.append(f"services[{index}]: needs a url or an email")
+
+    for name, text in model.criteria:
+        problems += _template_problems(f"criteria.{name}", text, TEXT_PLACEHOLDERS)
+    for code, reason in model.reasons:
+        allowed = SCORE_PLACEHOLDERS if code in SCORE_REASONS else TEXT_PLACEHOLDERS
+        problems += _template_problems(f"reasons.{code}.message", reason.message, allowed)
+        for index, service_id in enumerate(reason.signposts):
+            if service_id not in service_ids:
+                problems.append(
+                    f"reasons.{code}.signposts[{index}]: unknown service {service_id!r}"
+                )
+    return problems
+
+
+def _duplicates(problems: list[str], *lists: tuple[str, Iterable[str]]) -> set[str]:
+    seen: set[str] = set()
+    for path, codes in lists:
+        for index, code in enumerate(codes):
+            if code in seen:
+                problems.append(f"{path}[{index}]: duplicate code {code!r}")
+            seen.add(code)
+    return seen
+
+
+def _unknown_keys(path: str, mapping: Mapping[str, object], known: set[str]) -> list[str]:
+    return [f"{path}.{key}: unknown code" for key in mapping if key not in known]
+
+
+def _template_problems(path: str, text: str, allowed: frozenset[str]) -> list[str]:
+    try:
+        fields = [field for _, field, _, _ in Formatter().parse(text) if field is not None]
+    except ValueError as exc:
+        return [f"{path}: malformed placeholder ({exc})"]
+    return [
+        f"{path}: unknown placeholder {{{field}}}; allowed: {', '.join(sorted(allowed))}"
+        for field in fields
+        if field not in allowed
+    ]

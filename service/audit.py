@@ -1,0 +1,233 @@
+"""The tamper-evident audit trail: a fixed set of hash chains, appended in the caller's transaction.
+
+Why several chains: an append locks its chain's head row until the transaction commits, and a
+commit waits for an fsync. With one chain, the whole system would commit at most one audited
+request per fsync. With AUDIT_CHAINS chains, that many transactions can hold a head at once and
+PostgreSQL's group commit flushes them together. Each chain verifies on its own; together they
+still catch every edit, deletion, insertion and reordering.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.canonical import canonical_json, sha256_hex, utc_timestamp
+from service.context import RequestContext
+from service.models import AUDIT_CHAIN_HEADS, AUDIT_EVENTS
+
+AUDIT_CHAINS = 8  # seeded by migration 0001
+GENESIS_HASH = "0" * 64
+
+_EVENTS = AUDIT_EVENTS
+_HEADS = AUDIT_CHAIN_HEADS
+
+# Take any head nobody holds; only if every chain is busy, wait for one chosen at random.
+_PG_TAKE_FREE_HEAD = text(
+    "SELECT chain, chain_seq, hash, nextval(pg_get_serial_sequence('audit_events', 'seq')) "
+    "FROM audit_chain_heads ORDER BY random() LIMIT 1 FOR UPDATE SKIP LOCKED"
+)
+_PG_WAIT_FOR_HEAD = text(
+    "SELECT chain, chain_seq, hash, nextval(pg_get_serial_sequence('audit_events', 'seq')) "
+    "FROM audit_chain_heads WHERE chain = :chain FOR UPDATE"
+)
+# SQLite transactions start with BEGIN IMMEDIATE, so writers are already serialised: one chain.
+_SQLITE_TAKE_HEAD = text(
+    "SELECT chain, chain_seq, hash, (SELECT COALESCE(MAX(seq), 0) + 1 FROM audit_events) "
+    "FROM audit_chain_heads WHERE chain = 0"
+)
+
+
+def event_hash(event: dict[str, Any]) -> str:
+    """SHA-256 over the canonical JSON of every field of the event except `hash` itself."""
+    body = {k: v for k, v in event.items() if k != "hash"}
+    return sha256_hex(canonical_json(body))
+
+
+def event_document(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The hashed form of an event row (also the shape the API returns, with `hash`)."""
+    return {
+        "seq": int(row["seq"]),
+        "chain": int(row["chain"]),
+        "chain_seq": int(row["chain_seq"]),
+        "occurred_at": utc_timestamp(row["occurred_at"]),
+        "actor": {"sub": row["actor_sub"], "org": row["actor_org"]},
+        "action": row["action"],
+        "resource_type": row["resource_type"],
+        "resource_id": row["resource_id"],
+        "outcome": row["outcome"],
+        "request_id": row["request_id"],
+        "details": row["details"],
+        "prev_hash": row["prev_hash"],
+    }
+
+
+async def append(
+    session: AsyncSession,
+    ctx: RequestContext,
+    *,
+    action: str,
+    resource_type: str,
+    resource_id: str | None,
+    outcome: str,
+    now: datetime,
+    details: dict[str, Any] | None = None,
+) -> str:
+    """Append one event to a chain in the session's transaction; returns the event's hash.
+
+    Call it last in a unit of work: the chain's head stays locked until the commit.
+    `details` must hold ids, codes and counts only, never personal data.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        head = (await session.execute(_PG_TAKE_FREE_HEAD)).first()
+        if head is None:
+            chosen = random.randrange(AUDIT_CHAINS)
+            head = (await session.execute(_PG_WAIT_FOR_HEAD, {"chain": chosen})).one()
+    else:
+        head = (await session.execute(_SQLITE_TAKE_HEAD)).one()
+    chain, chain_seq, prev_hash, seq = int(head[0]), int(head[1]) + 1, str(head[2]), int(head[3])
+
+    row: dict[str, Any] = {
+        "seq": seq,
+        "chain": chain,
+        "chain_seq": chain_seq,
+        "occurred_at": now,
+        "actor_sub": ctx.caller.sub,
+        "actor_org": ctx.caller.org,
+        "action": action,
+        "resource_type": resource_type,
+        "resource_id": resource_id,
+        "outcome": outcome,
+        "request_id": ctx.request_id,
+        "details": details or {},
+        "prev_hash": prev_hash,
+    }
+    digest = event_hash(event_document(row))
+    await session.execute(insert(_EVENTS).values(**row, hash=digest))
+    await session.execute(
+        update(_HEADS)
+        .where(_HEADS.c.chain == chain)
+        .values(chain_seq=chain_seq, seq=seq, hash=digest)
+    )
+    return digest
+
+
+@dataclass(frozen=True, slots=True)
+class ChainHead:
+    chain: int
+    chain_seq: int
+    seq: int
+    hash: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "chain": self.chain,
+            "chain_seq": self.chain_seq,
+            "seq": self.seq,
+            "hash": self.hash,
+        }
+
+
+def head_digest(heads: list[ChainHead]) -> str:
+    """One hash naming every chain's head: the value to anchor outside the database."""
+    return sha256_hex(canonical_json([h.to_dict() for h in sorted(heads, key=lambda h: h.chain)]))
+
+
+async def read_heads(session: AsyncSession) -> list[ChainHead]:
+    rows = (await session.execute(select(_HEADS).order_by(_HEADS.c.chain))).all()
+    return [ChainHead(int(r.chain), int(r.chain_seq), int(r.seq), str(r.hash)) for r in rows]
+
+
+@dataclass
+class Verification:
+    valid: bool
+    events_checked: int
+    first_invalid_seq: int | None
+    problem: str | None
+    heads: list[ChainHead] = field(default_factory=list)
+
+    @property
+    def head_hash(self) -> str:
+        return head_digest(self.heads)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "valid": self.valid,
+            "events_checked": self.events_checked,
+            "first_invalid_seq": self.first_invalid_seq,
+            "problem": self.problem,
+            "head_hash": self.head_hash,
+            "heads": [h.to_dict() for h in self.heads],
+        }
+
+
+async def _events_in_chain_order(session: AsyncSession) -> AsyncIterator[Any]:
+    query = select(_EVENTS).order_by(_EVENTS.c.chain, _EVENTS.c.chain_seq, _EVENTS.c.seq)
+    result = await session.stream(query.execution_options(yield_per=1000))
+    async for row in result:
+        yield row
+
+
+async def verify(session: AsyncSession, anchor: list[ChainHead] | None = None) -> Verification:
+    """Re-derive every chain; report the first bad event (lowest seq among chains' first faults).
+
+    With `anchor` (heads recorded earlier, outside the database), also prove that nothing at
+    or before each anchored position was removed or rewritten: that catches a cut-off tail.
+    """
+    heads = await read_heads(session)
+    faults: list[tuple[int, str]] = []
+    checked = 0
+    expected: dict[int, tuple[int, str, int]] = {}  # chain -> (next chain_seq, prev hash, seq)
+    faulty: set[int] = set()
+    positions: dict[tuple[int, int], str] = {}
+    async for row in _events_in_chain_order(session):
+        checked += 1
+        chain = int(row.chain)
+        if anchor is not None:
+            positions[(chain, int(row.chain_seq))] = str(row.hash)
+        row = row._mapping
+        if chain in faulty:
+            continue
+        next_seq, prev_hash, last_seq = expected.get(chain, (1, GENESIS_HASH, 0))
+        fault = _fault(row, next_seq, prev_hash, last_seq)
+        if fault:
+            faulty.add(chain)
+            faults.append((int(row["seq"]), f"chain {chain}: {fault}"))
+            continue
+        expected[chain] = (next_seq + 1, str(row["hash"]), int(row["seq"]))
+    for head in heads:
+        if head.chain in faulty:
+            continue
+        next_seq, last_hash, _ = expected.get(head.chain, (1, GENESIS_HASH, 0))
+        if head.chain_seq != next_seq - 1 or head.hash != last_hash:
+            faults.append((head.seq, f"chain {head.chain}: events missing before its head"))
+    for anchored in anchor or []:
+        if (
+            anchored.chain_seq
+            and positions.get((anchored.chain, anchored.chain_seq)) != anchored.hash
+        ):
+            faults.append(
+                (anchored.seq, f"chain {anchored.chain}: anchored event missing or changed")
+            )
+    if not faults:
+        return Verification(True, checked, None, None, heads)
+    seq, problem = min(faults)
+    return Verification(False, checked, seq, problem, heads)
+
+
+def _fault(row: Mapping[str, Any], next_seq: int, prev_hash: str, last_seq: int) -> str | None:
+    if int(row["chain_seq"]) != next_seq:
+        return f"expected position {next_seq}, found {int(row['chain_seq'])}"
+    if row["prev_hash"] != prev_hash:
+        return "prev_hash does not match the previous event"
+    if int(row["seq"]) <= last_seq:
+        return "sequence number out of order"
+    if event_hash(event_document(row)) != row["hash"]:
+        return "hash does not match the event's content"
+    return None

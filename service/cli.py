@@ -1,0 +1,230 @@
+"""The `referral-service` command line: serve, migrate, dev-token, example-referral, audit."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from service.settings import ConfigurationError, Settings, load_settings
+
+DEFAULT_DEV_SCOPES = "referrals:submit referrals:read"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        result: int = args.handler(args)
+    except ConfigurationError as exc:
+        print(f"referral-service: {exc}", file=sys.stderr)
+        return 2
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="referral-service", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="command")
+
+    serve = commands.add_parser("serve", help="run the HTTP service (uvicorn, api.main:app)")
+    serve.add_argument("--host", help="default REFERRAL_HOST (127.0.0.1)")
+    serve.add_argument("--port", type=int, help="default REFERRAL_PORT (8000)")
+    serve.add_argument("--workers", type=int, help="default REFERRAL_WORKERS (1)")
+    serve.set_defaults(handler=_serve)
+
+    migrate = commands.add_parser("migrate", help="upgrade the database to the latest schema")
+    migrate.set_defaults(handler=_migrate)
+
+    token = commands.add_parser("dev-token", help="print a token signed with the local dev key")
+    token.add_argument("--org", default="RX1", help="organisation code (default RX1)")
+    token.add_argument("--sub", default="dev-client", help="subject (default dev-client)")
+    token.add_argument("--scope", default=DEFAULT_DEV_SCOPES, help="space-separated scopes")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
+    token.set_defaults(handler=_dev_token)
+
+    example = commands.add_parser("example-referral", help="print a valid referral body")
+    example.set_defaults(handler=_example_referral)
+
+    audit_cmd = commands.add_parser("audit", help="verify the audit trail or print its head")
+    audit_sub = audit_cmd.add_subparsers(required=True, metavar="action")
+    verify = audit_sub.add_parser("verify", help="exit 1 and name the first bad event if invalid")
+    verify.add_argument("--anchor", type=Path, help="a head saved earlier by `audit head`")
+    verify.set_defaults(handler=_audit_verify)
+    head = audit_sub.add_parser("head", help="print the head to anchor outside the database")
+    head.set_defaults(handler=_audit_head)
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = load_settings()
+    uvicorn.run(
+        "api.main:app",  # by import string, so that `service` never imports `api`
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        workers=args.workers or settings.workers,
+        access_log=False,
+        log_config=None,
+        proxy_headers=True,
+        server_header=False,
+        timeout_graceful_shutdown=25,
+    )
+    return 0
+
+
+def _migrate(_args: argparse.Namespace) -> int:
+    from service.db import create_engine
+    from service.migrate import head_revision, upgrade
+
+    settings = load_settings()
+
+    async def run() -> None:
+        engine = create_engine(settings)
+        try:
+            await upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+    print(f"database at revision {head_revision()}")
+    return 0
+
+
+def _dev_token(args: argparse.Namespace) -> int:
+    from service.devkeys import ensure_dev_keypair, mint_token
+
+    settings = _dev_settings()
+    private_path, _ = ensure_dev_keypair(settings.dev_key_dir)
+    print(
+        mint_token(
+            private_key_pem=private_path.read_bytes(),
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            sub=args.sub,
+            org=args.org,
+            scopes=args.scope.split(),
+            ttl_seconds=args.ttl,
+        )
+    )
+    return 0
+
+
+def _dev_settings() -> Settings:
+    # The dev key is trusted only in development; minting needs no other setting.
+    try:
+        return load_settings()
+    except ConfigurationError:
+        return load_settings(env="development")
+
+
+def example_referral(today: datetime | None = None) -> dict[str, Any]:
+    """A referral that the default rules step up, dated relative to today so it stays valid."""
+    now = today or datetime.now(UTC)
+    return {
+        "referrer": {
+            "name": "Sam Carter",
+            "role": "health_visitor",
+            "email": "sam.carter@nhs.example",
+            "phone": "01865 000000",
+        },
+        "infant": {
+            "given_name": "Alex",
+            "family_name": "Example",
+            "nhs_number": "9434765919",
+            "date_of_birth": (now - timedelta(days=120)).date().isoformat(),
+        },
+        "caregivers": [
+            {
+                "given_name": "Jo",
+                "family_name": "Example",
+                "relationship": "mother",
+                "phone": "07700 900000",
+            }
+        ],
+        "postcode": "OX4 1AA",
+        "concerns": {
+            "codes": ["bonding_difficulties", "negative_feelings_towards_infant"],
+            "description": "Finds it hard to feel close to the baby.",
+            "duration_weeks": 6,
+        },
+        "risk_factors": ["domestic_abuse"],
+        "safeguarding": {
+            "immediate_risk": False,
+            "child_protection_plan": False,
+            "child_in_need_plan": False,
+        },
+        "diagnosis": None,
+        "consent": {
+            "caregiver_consent": True,
+            "recorded_on": (now - timedelta(days=1)).date().isoformat(),
+        },
+        "referrer_urgency": "routine",
+        "services_involved": ["health_visiting"],
+    }
+
+
+def _example_referral(_args: argparse.Namespace) -> int:
+    print(json.dumps(example_referral(), indent=2))
+    return 0
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    from service import audit
+
+    anchor = None
+    if args.anchor:
+        saved = json.loads(args.anchor.read_text())
+        anchor = [audit.ChainHead(**h) for h in saved["heads"]]
+
+    async def run(session: Any) -> audit.Verification:
+        return await audit.verify(session, anchor)
+
+    result = _with_session(run)
+    print(json.dumps(result.to_dict(), indent=2))
+    if not result.valid:
+        print(
+            f"audit trail INVALID at seq {result.first_invalid_seq}: {result.problem}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _audit_head(_args: argparse.Namespace) -> int:
+    from service import audit
+
+    async def run(session: Any) -> dict[str, Any]:
+        heads = await audit.read_heads(session)
+        return {
+            "head_hash": audit.head_digest(heads),
+            "heads": [h.to_dict() for h in heads],
+            "at": datetime.now(UTC).isoformat(),
+        }
+
+    print(json.dumps(_with_session(run), indent=2))
+    return 0
+
+
+def _with_session(work: Any) -> Any:
+    from service.db import create_engine, make_sessionmaker, transaction
+
+    settings = load_settings()
+
+    async def run() -> Any:
+        engine = create_engine(settings)
+        try:
+            async with transaction(make_sessionmaker(engine)) as session:
+                return await work(session)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

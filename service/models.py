@@ -1,0 +1,109 @@
+"""Every table, in one module (the SQLModel docs' advice against circular imports)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    Table,
+    UniqueConstraint,
+)
+from sqlmodel import Field, SQLModel
+
+# SQLite only autoincrements INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
+BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utc_column(*, index: bool = False) -> Any:
+    return Column(DateTime(timezone=True), nullable=False, index=index)
+
+
+class Referral(SQLModel, table=True):
+    __tablename__ = "referrals"
+    __table_args__ = (
+        Index("ix_referrals_org_received", "org", "received_at", "id"),
+        Index("ix_referrals_received", "received_at", "id"),
+    )
+
+    id: str = Field(primary_key=True, max_length=36)
+    reference: str = Field(sa_column=Column(String(16), nullable=False, unique=True))
+    org: str = Field(max_length=16)
+    submitted_by: str = Field(max_length=255)
+    received_at: datetime = Field(sa_column=utc_column())
+    updated_at: datetime = Field(sa_column=utc_column())
+    status: str = Field(max_length=32)
+    outcome: str = Field(max_length=16)
+    priority: str = Field(max_length=16)
+    eligible: bool
+    provisional: bool
+    safeguarding_alert: bool
+    ruleset_id: str = Field(max_length=64)
+    ruleset_version: str = Field(max_length=64)
+    ruleset_sha256: str = Field(max_length=64)
+    # The validated, normalised submission: personal data, returned only to readers.
+    payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    # The decision exactly as given at intake, with its ruleset identity.
+    decision: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+
+
+class IdempotencyRecord(SQLModel, table=True):
+    __tablename__ = "idempotency_keys"
+
+    org: str = Field(primary_key=True, max_length=16)
+    key: str = Field(primary_key=True, max_length=255)
+    request_sha256: str = Field(max_length=64)
+    referral_id: str = Field(max_length=36)
+    created_at: datetime = Field(sa_column=utc_column(index=True))
+
+
+class AuditEvent(SQLModel, table=True):
+    __tablename__ = "audit_events"
+    __table_args__ = (UniqueConstraint("chain", "chain_seq", name="uq_audit_chain_position"),)
+
+    seq: int | None = Field(
+        default=None, sa_column=Column(BigIntPK, primary_key=True, autoincrement=True)
+    )
+    chain: int
+    chain_seq: int
+    occurred_at: datetime = Field(sa_column=utc_column())
+    actor_sub: str = Field(max_length=255)
+    actor_org: str = Field(max_length=16)
+    action: str = Field(max_length=64, index=True)
+    resource_type: str = Field(max_length=32)
+    resource_id: str | None = Field(default=None, max_length=64, index=True)
+    outcome: str = Field(max_length=32)
+    request_id: str = Field(max_length=64)
+    details: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)
+
+
+class AuditChainHead(SQLModel, table=True):
+    """The last position of each audit chain; the row lock serialises appends to one chain."""
+
+    __tablename__ = "audit_chain_heads"
+
+    chain: int = Field(primary_key=True)
+    chain_seq: int
+    seq: int
+    hash: str = Field(max_length=64)
+
+
+def _table(model: type[SQLModel]) -> Table:
+    table: Table = model.__table__  # type: ignore[attr-defined]
+    return table
+
+
+# Core tables for the hot paths, where SQLAlchemy Core skips the ORM's unit-of-work overhead.
+REFERRALS = _table(Referral)
+IDEMPOTENCY_KEYS = _table(IdempotencyRecord)
+AUDIT_EVENTS = _table(AuditEvent)
+AUDIT_CHAIN_HEADS = _table(AuditChainHead)

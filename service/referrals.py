@@ -1,0 +1,322 @@
+"""Referral use cases: intake, reading, status and listing. Every one appends its audit event."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from eligibility import Decision, ReferralFacts, Ruleset, evaluate
+from service import audit, idempotency
+from service.canonical import as_utc, canonical_json, sha256_hex
+from service.context import RequestContext
+from service.errors import AuditNote, FieldProblem, InvalidContent, NotFound, audited
+from service.models import REFERRALS, Referral
+from service.references import new_reference
+from service.tokens import SCOPE_TRIAGE
+from service.validation import date_problems
+
+INITIAL_STATUS = "awaiting_triage"
+_REFERRALS = REFERRALS
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """A validated referral body: normalised JSON (personal data) and the facts for the rules."""
+
+    payload: dict[str, Any]
+    facts: ReferralFacts
+    consent_recorded_on: date | None
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    referral: Referral
+    replayed: bool
+
+
+def check_submission(submission: Submission, ruleset: Ruleset, as_of: date) -> None:
+    """Raise InvalidContent naming every field that the rules or the dates refuse."""
+    facts = submission.facts
+    problems = date_problems(
+        date_of_birth=facts.date_of_birth,
+        expected_due_date=facts.expected_due_date,
+        consent_recorded_on=submission.consent_recorded_on,
+        as_of=as_of,
+    )
+    problems += [
+        FieldProblem(u.field, f"unknown code '{u.code}' for ruleset {ruleset.id}")
+        for u in ruleset.unknown_codes(facts)
+    ]
+    if problems:
+        raise InvalidContent(problems)
+
+
+async def create_referral(
+    *,
+    session: AsyncSession,
+    ctx: RequestContext,
+    submission: Submission,
+    ruleset: Ruleset,
+    now: datetime,
+    today: date,
+    idempotency_key: str | None,
+    idempotency_ttl: timedelta,
+) -> Created:
+    """Validate, decide and store a referral with its idempotency record and audit event."""
+    check_submission(submission, ruleset, today)
+    claim = None
+    if idempotency_key is not None:
+        claim = await idempotency.claim(
+            session,
+            org=ctx.caller.org,
+            key=idempotency_key,
+            request_sha256=sha256_hex(canonical_json(submission.payload)),
+            now=now,
+            ttl=idempotency_ttl,
+        )
+        if claim.replay_of is not None:
+            original = await session.get(Referral, claim.replay_of)
+            if original is None:  # pragma: no cover - the record and referral commit together
+                raise NotFound("The referral for this Idempotency-Key no longer exists.")
+            await _audit_created(session, ctx, original, now, replayed=True)
+            return Created(original, replayed=True)
+
+    decision = evaluate(submission.facts, ruleset, today)
+    referral = _new_referral(ctx, submission, decision, now)
+    await _insert_with_unique_reference(session, referral)
+    if claim is not None:
+        await idempotency.record(session, claim, referral_id=referral.id, now=now)
+    await _audit_created(session, ctx, referral, now, replayed=False)
+    return Created(referral, replayed=False)
+
+
+def _new_referral(
+    ctx: RequestContext, submission: Submission, decision: Decision, now: datetime
+) -> Referral:
+    identity = decision.ruleset
+    return Referral(
+        id=str(uuid.uuid4()),
+        reference=new_reference(),
+        org=ctx.caller.org,
+        submitted_by=ctx.caller.sub,
+        received_at=now,
+        updated_at=now,
+        status=INITIAL_STATUS,
+        outcome=decision.outcome,
+        priority=decision.priority,
+        eligible=decision.eligible,
+        provisional=decision.provisional,
+        safeguarding_alert=decision.safeguarding_alert,
+        ruleset_id=identity.id,
+        ruleset_version=identity.version,
+        ruleset_sha256=identity.sha256,
+        payload=submission.payload,
+        decision=decision.to_dict(),
+    )
+
+
+async def _insert_with_unique_reference(session: AsyncSession, referral: Referral) -> None:
+    # A clash of random references is rare but possible; ON CONFLICT DO NOTHING lets us draw
+    # again without aborting the transaction (a failed INSERT would, on PostgreSQL).
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    values = {c.name: getattr(referral, c.name) for c in _REFERRALS.columns}
+    for _ in range(5):
+        statement = (
+            dialect.insert(_REFERRALS)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["reference"])
+            .returning(_REFERRALS.c.id)
+        )
+        if (await session.execute(statement)).first() is not None:
+            return
+        values["reference"] = referral.reference = new_reference()
+    raise RuntimeError("could not draw a unique referral reference")
+
+
+async def _audit_created(
+    session: AsyncSession,
+    ctx: RequestContext,
+    referral: Referral,
+    now: datetime,
+    *,
+    replayed: bool,
+) -> None:
+    await audit.append(
+        session,
+        ctx,
+        action="referral.created",
+        resource_type="referral",
+        resource_id=referral.id,
+        outcome="replayed" if replayed else "success",
+        now=now,
+        details={
+            "reference": referral.reference,
+            "outcome": referral.outcome,
+            "priority": referral.priority,
+            "safeguarding_alert": referral.safeguarding_alert,
+            "ruleset_version": referral.ruleset_version,
+        },
+    )
+
+
+async def get_visible_referral(
+    *, session: AsyncSession, ctx: RequestContext, referral_id: str, action: str
+) -> Referral:
+    """The referral if the caller may see it. Another organisation's is 404, and audited."""
+    referral = await session.get(Referral, referral_id)
+    if referral is None:
+        raise audited(
+            NotFound("No referral with this id."),
+            AuditNote(action, "referral", referral_id, "not_found"),
+        )
+    if referral.org != ctx.caller.org and not ctx.caller.has(SCOPE_TRIAGE):
+        # Same answer as a missing referral: no oracle for another organisation's ids.
+        raise audited(
+            NotFound("No referral with this id."),
+            AuditNote(
+                "access.denied",
+                "referral",
+                referral_id,
+                "denied",
+                {"attempted": action, "reason": "other_organisation"},
+            ),
+        )
+    return referral
+
+
+async def read_referral(
+    *,
+    session: AsyncSession,
+    ctx: RequestContext,
+    referral_id: str,
+    now: datetime,
+    status_only: bool = False,
+) -> Referral:
+    action = "referral.status_read" if status_only else "referral.read"
+    referral = await get_visible_referral(
+        session=session, ctx=ctx, referral_id=referral_id, action=action
+    )
+    await audit.append(
+        session,
+        ctx,
+        action=action,
+        resource_type="referral",
+        resource_id=referral.id,
+        outcome="success",
+        now=now,
+    )
+    return referral
+
+
+@dataclass(frozen=True, slots=True)
+class ListFilters:
+    status: str | None = None
+    outcome: str | None = None
+    received_from: datetime | None = None
+    received_to: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[Referral]
+    next_cursor: str | None
+
+
+def encode_cursor(referral: Referral) -> str:
+    raw = json.dumps([as_utc(referral.received_at).isoformat(), referral.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        received, referral_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        return as_utc(datetime.fromisoformat(received)), str(uuid.UUID(referral_id))
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise InvalidContent(
+            [FieldProblem("cursor", "is not a cursor this service issued")]
+        ) from None
+
+
+async def list_referrals(
+    *,
+    session: AsyncSession,
+    ctx: RequestContext,
+    filters: ListFilters,
+    limit: int,
+    cursor: str | None,
+    now: datetime,
+) -> Page:
+    """Newest first, keyset-paged on (received_at, id): referrals that arrive while a client is
+    paging land before its cursor, so no page repeats or skips an item."""
+    t = _REFERRALS.c
+    query = select(Referral)
+    if not ctx.caller.has(SCOPE_TRIAGE):
+        query = query.where(t.org == ctx.caller.org)
+    if filters.status:
+        query = query.where(t.status == filters.status)
+    if filters.outcome:
+        query = query.where(t.outcome == filters.outcome)
+    if filters.received_from:
+        query = query.where(t.received_at >= as_utc(filters.received_from))
+    if filters.received_to:
+        query = query.where(t.received_at < as_utc(filters.received_to))
+    if cursor:
+        received_at, last_id = decode_cursor(cursor)
+        query = query.where(
+            or_(t.received_at < received_at, and_(t.received_at == received_at, t.id < last_id))
+        )
+    query = query.order_by(t.received_at.desc(), t.id.desc()).limit(limit + 1)
+    rows = list((await session.execute(query)).scalars())
+    items, more = rows[:limit], len(rows) > limit
+    await audit.append(
+        session,
+        ctx,
+        action="referral.listed",
+        resource_type="referral",
+        resource_id=None,
+        outcome="success",
+        now=now,
+        details={"returned": len(items)},
+    )
+    return Page(items, encode_cursor(items[-1]) if more and items else None)
+
+
+async def check_eligibility(
+    *,
+    session: AsyncSession,
+    ctx: RequestContext,
+    submission: Submission,
+    ruleset: Ruleset,
+    as_of: date,
+    now: datetime,
+) -> Decision:
+    """The dry run: the same checks and rules as intake; only an audit event is stored."""
+    check_submission(submission, ruleset, as_of)
+    decision = evaluate(submission.facts, ruleset, as_of)
+    await audit.append(
+        session,
+        ctx,
+        action="eligibility.checked",
+        resource_type="eligibility",
+        resource_id=None,
+        outcome="success",
+        now=now,
+        details={
+            "outcome": decision.outcome,
+            "priority": decision.priority,
+            "safeguarding_alert": decision.safeguarding_alert,
+            "ruleset_version": decision.ruleset.version,
+            "as_of": as_of.isoformat(),
+        },
+    )
+    return decision

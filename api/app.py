@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from api import problems
 from api.deps import Services
 from api.middleware import RequestContextMiddleware
-from api.openapi_docs import PROBLEM_COMPONENT
+from api.openapi_custom import customise
 from api.routes import audit, eligibility, health, pathway, referrals
 from eligibility import Ruleset, default_ruleset, load_ruleset
 from service import migrate
@@ -88,11 +88,7 @@ def _install_openapi(app: FastAPI, ruleset: Ruleset) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
-        document = original()
-        document.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
-            PROBLEM_COMPONENT
-        )
-        app.openapi_schema = document
-        return document
+        app.openapi_schema = customise(original(), ruleset)
+        return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

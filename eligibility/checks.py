@@ -31,6 +31,17 @@ def cross_check(model: RulesetFile) -> list[str]:
         ("codes.severe_risk_factors", codes.severe_risk_factors),
         ("codes.other_risk_factors", codes.other_risk_factors),
     )
+    # Risk-factor codes name contributions alongside the fixed indicators, so they must differ.
+    reserved = set(type(model.weights).model_fields) - {"risk_factors"}
+    for path, codes_list in (
+        ("codes.severe_risk_factors", codes.severe_risk_factors),
+        ("codes.other_risk_factors", codes.other_risk_factors),
+    ):
+        problems += [
+            f"{path}[{i}]: {code!r} is reserved for an indicator"
+            for i, code in enumerate(codes_list)
+            if code in reserved
+        ]
     problems += _unknown_keys("labels", model.labels, concern_codes | risk_codes)
     problems += _unknown_keys("weights.risk_factors", model.weights.risk_factors, risk_codes)
 

@@ -29,7 +29,9 @@ TOP_LEVEL_KEYS = {
 
 def _decisions(ruleset: Ruleset) -> dict[str, Decision]:
     return {
-        "step_up": evaluate(make_facts(risk_factors=("domestic_abuse", "traumatic_birth")), ruleset, AS_OF),
+        "step_up": evaluate(
+            make_facts(risk_factors=("domestic_abuse", "traumatic_birth")), ruleset, AS_OF
+        ),
         "step_down": evaluate(make_facts(), ruleset, AS_OF),
         "signpost": evaluate(
             make_facts(
@@ -62,7 +64,11 @@ def test_eligible_shape(default: Ruleset) -> None:
     ]
     assert [set(r) for r in data["reasons"]] == [{"code", "message"}]
     assert data["signposts"] == []
-    assert data["ruleset"] == {"id": "default", "version": default.version, "sha256": default.sha256}
+    assert data["ruleset"] == {
+        "id": "default",
+        "version": default.version,
+        "sha256": default.sha256,
+    }
     assert all(isinstance(step, str) for step in data["next_steps"])
 
 
@@ -104,7 +110,9 @@ def _broken(default: Ruleset, **changes: Any) -> dict[str, Any]:
         pytest.param({"reasons": [{"code": 1, "message": "x"}]}, "text field", id="int-code"),
     ],
 )
-def test_from_dict_rejects_malformed(default: Ruleset, changes: dict[str, Any], message: str) -> None:
+def test_from_dict_rejects_malformed(
+    default: Ruleset, changes: dict[str, Any], message: str
+) -> None:
     with pytest.raises(ValueError, match=message):
         Decision.from_dict(_broken(default, **changes))
 

@@ -88,9 +88,7 @@ WEIGHT_CASES = [
         [],
         id="two-relationship-two-other-0",
     ),
-    pytest.param(
-        {"concern_codes": ("bonding_difficulties",) * 3}, [], id="one-code-repeated-0"
-    ),
+    pytest.param({"concern_codes": ("bonding_difficulties",) * 3}, [], id="one-code-repeated-0"),
     pytest.param({"referrer_urgency": "urgent"}, [("referrer_marked_urgent", 1)], id="urgent-1"),
     pytest.param({"risk_factors": ("domestic_abuse",) * 2}, [("domestic_abuse", 2)], id="dup-rf"),
     pytest.param({"diagnosis": "postnatal depression"}, [], id="diagnosis-0"),
@@ -213,7 +211,9 @@ def test_severe_risk_factors_come_before_other_risk_factors(default: Ruleset) ->
     [
         pytest.param({}, "routine", id="nothing"),
         pytest.param({"safeguarding": safeguarding(immediate_risk=True)}, "urgent", id="imm"),
-        pytest.param({"safeguarding": safeguarding(child_protection_plan=True)}, "urgent", id="cpp"),
+        pytest.param(
+            {"safeguarding": safeguarding(child_protection_plan=True)}, "urgent", id="cpp"
+        ),
         pytest.param({"safeguarding": safeguarding(child_in_need_plan=True)}, "routine", id="cin"),
         pytest.param({"referrer_urgency": "urgent"}, "urgent", id="referrer-urgent"),
         pytest.param(
@@ -222,7 +222,10 @@ def test_severe_risk_factors_come_before_other_risk_factors(default: Ruleset) ->
             id="high-score-alone-is-routine",
         ),
         pytest.param(
-            {"date_of_birth": date(2023, 1, 1), "safeguarding": safeguarding(child_protection_plan=True)},
+            {
+                "date_of_birth": date(2023, 1, 1),
+                "safeguarding": safeguarding(child_protection_plan=True),
+            },
             "urgent",
             id="signposted-with-cpp",
         ),

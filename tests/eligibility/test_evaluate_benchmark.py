@@ -14,7 +14,9 @@ from eligibility import Decision, Ruleset, SafeguardingFacts, evaluate
 from tests.eligibility.factories import AS_OF, make_facts
 
 
-def test_evaluate_step_up_with_every_indicator(benchmark: BenchmarkFixture, default: Ruleset) -> None:
+def test_evaluate_step_up_with_every_indicator(
+    benchmark: BenchmarkFixture, default: Ruleset
+) -> None:
     facts = make_facts(
         concern_codes=(
             "bonding_difficulties",

@@ -23,7 +23,11 @@ from tests.eligibility.factories import load_test_ruleset
 # Module-level, not fixtures: hypothesis re-runs the test body and function-scoped fixtures
 # would not be reset between examples.
 DEFAULT = default_ruleset()
-RULESETS = (DEFAULT, load_test_ruleset("birth_only_catchment"), load_test_ruleset("eighteen_months"))
+RULESETS = (
+    DEFAULT,
+    load_test_ruleset("birth_only_catchment"),
+    load_test_ruleset("eighteen_months"),
+)
 POSTCODES = (None, "OX4 1AA", "OX44 9ZZ", "SW1A 1AA", "W1A 1AA", "WC1A 1AA", "RG4 7AB", "ZE1 0AA")
 
 days = st.dates(min_value=date(2015, 1, 1), max_value=date(2035, 12, 31))
@@ -50,7 +54,9 @@ def cases(draw: st.DrawFn, ruleset: Ruleset | None = None) -> tuple[ReferralFact
         concern_codes=tuple(draw(st.lists(st.sampled_from(concern_pool), max_size=5))),
         risk_factors=tuple(draw(st.lists(st.sampled_from(risk_pool), max_size=5))),
         concern_duration_weeks=draw(st.one_of(st.none(), st.integers(min_value=0, max_value=80))),
-        safeguarding=SafeguardingFacts(draw(st.booleans()), draw(st.booleans()), draw(st.booleans())),
+        safeguarding=SafeguardingFacts(
+            draw(st.booleans()), draw(st.booleans()), draw(st.booleans())
+        ),
         referrer_urgency=draw(st.sampled_from(("routine", "urgent"))),
         diagnosis=draw(diagnoses),
     )

@@ -153,7 +153,10 @@ def test_step_down_next_steps(default: Ruleset) -> None:
 
 
 def test_safeguarding_text_says_contact_social_care_or_police_now(default: Ruleset) -> None:
-    for text in (default.reasons["SAFEGUARDING_ALERT"].message, *default.next_steps["safeguarding_alert"]):
+    for text in (
+        default.reasons["SAFEGUARDING_ALERT"].message,
+        *default.next_steps["safeguarding_alert"],
+    ):
         assert "children's social care" in text
         assert "police" in text
         assert "now" in text
@@ -168,5 +171,5 @@ def test_every_code_has_a_label(default: Ruleset) -> None:
 
 def test_ruleset_is_immutable(default: Ruleset) -> None:
     with pytest.raises(AttributeError, match="immutable"):
-        default.age_limit_months = 48  # type: ignore[misc]
+        default.age_limit_months = 48
     assert default.age_limit_months == 24

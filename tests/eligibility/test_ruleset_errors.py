@@ -77,9 +77,17 @@ CASES = [
         id="alert-cannot-be-switched-off",
     ),
     pytest.param(
-        ('    "other_relationship_concern",\n]', '    "other_relationship_concern",\n    "feeding_only",\n]'),
+        (
+            '    "other_relationship_concern",\n]',
+            '    "other_relationship_concern",\n    "feeding_only",\n]',
+        ),
         "codes.other_concerns[2]: duplicate code 'feeding_only'",
         id="code-in-two-lists",
+    ),
+    pytest.param(
+        ('    "insecure_housing",\n]', '    "insecure_housing",\n    "referrer_marked_urgent",\n]'),
+        "codes.other_risk_factors[7]: 'referrer_marked_urgent' is reserved for an indicator",
+        id="risk-factor-named-like-an-indicator",
     ),
     pytest.param(
         ('feeding_only = "Feeding only"\n', 'feeding_only = "Feeding only"\nfeeding = "Feeding"\n'),
@@ -97,7 +105,10 @@ CASES = [
         id="duration-bands-overlap",
     ),
     pytest.param(
-        ('signposts = ["camhs", "early_help", "health_visiting"]', 'signposts = ["camhs", "camhs_typo"]'),
+        (
+            'signposts = ["camhs", "early_help", "health_visiting"]',
+            'signposts = ["camhs", "camhs_typo"]',
+        ),
         "reasons.AGE_OVER_LIMIT.signposts[1]: unknown service 'camhs_typo'",
         id="unknown-signpost-service",
     ),
@@ -122,7 +133,10 @@ CASES = [
         id="malformed-placeholder",
     ),
     pytest.param(
-        ('url = "https://www.gov.uk/find-local-council"\n\n[[services]]\nid = "gp"', '\n[[services]]\nid = "gp"'),
+        (
+            'url = "https://www.gov.uk/find-local-council"\n\n[[services]]\nid = "gp"',
+            '\n[[services]]\nid = "gp"',
+        ),
         "services[2]: needs a url or an email",
         id="service-without-url-or-email",
     ),
@@ -168,7 +182,9 @@ def test_age_limit_of_48_is_allowed(tmp_path: Path) -> None:
 
 
 def test_catchment_entries_are_normalised(tmp_path: Path) -> None:
-    path = variant_of(DEFAULT_TOML, tmp_path, ("catchment = []", 'catchment = [" ox4  1 ", "sw1a"]'))
+    path = variant_of(
+        DEFAULT_TOML, tmp_path, ("catchment = []", 'catchment = [" ox4  1 ", "sw1a"]')
+    )
     assert load_ruleset(path).catchment == ("OX4 1", "SW1A")
 
 

@@ -14,7 +14,7 @@ from api.middleware import RequestContextMiddleware
 from api.openapi_custom import customise
 from api.routes import audit, eligibility, health, pathway, referrals
 from eligibility import Ruleset, default_ruleset, load_ruleset
-from service import migrate
+from service import metrics, migrate
 from service.db import create_engine, is_sqlite, make_sessionmaker
 from service.logs import configure_logging
 from service.settings import Settings, get_settings
@@ -43,6 +43,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     configure_logging(settings)
     if services is None:
         engine = create_engine(settings)
+        metrics.track_pool(engine)
         services = Services(
             settings=settings,
             engine=engine,

@@ -26,6 +26,13 @@ from service.tokens import (
     TokenVerifier,
 )
 
+# Callables run once the request's transaction has committed (e.g. counting a stored referral).
+AFTER_COMMIT = "after_commit"
+
+
+def after_commit(db: AsyncSession, hook: Callable[[], None]) -> None:
+    db.info.setdefault(AFTER_COMMIT, []).append(hook)
+
 
 def _json_body_only(request: Request) -> None:
     """415 unless the body is JSON: a form or text body is a client bug, not invalid content."""
@@ -118,6 +125,8 @@ async def session(request: Request, services: ServicesDep) -> AsyncIterator[Asyn
             await db.rollback()
             raise
         await db.commit()
+        for hook in db.info.pop(AFTER_COMMIT, ()):
+            hook()
 
 
 async def _record_refusal(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import traceback
 import uuid
 
@@ -13,8 +14,10 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.problems import internal_error, problem_response
+from service import metrics
 
 logger = logging.getLogger("api.errors")
+access = logging.getLogger("api.access")
 
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
@@ -55,6 +58,8 @@ class RequestContextMiddleware:
             return
         received = 0
         started = False
+        status = 500
+        began = time.perf_counter()
 
         async def receive_within_limit() -> Message:
             # A body without a Content-Length (chunked) is counted as it streams in and
@@ -69,8 +74,10 @@ class RequestContextMiddleware:
 
         async def send_with_id(message: Message) -> None:
             nonlocal started
+            nonlocal status
             if message["type"] == "http.response.start":
                 started = True
+                status = message["status"]
                 MutableHeaders(scope=message).append("X-Request-ID", request_id)
             await send(message)
 
@@ -89,6 +96,28 @@ class RequestContextMiddleware:
             if started:
                 raise
             await internal_error(Request(scope))(scope, receive, send_with_id)
+        finally:
+            _observe(scope, request_id, status, time.perf_counter() - began)
+
+
+def _observe(scope: Scope, request_id: str, status: int, seconds: float) -> None:
+    # The route template, never the raw path: ids stay out of labels, and unknown paths
+    # cannot blow up the number of series.
+    route = scope.get("route")
+    template = getattr(route, "path", None) or "unmatched"
+    method = scope["method"]
+    metrics.REQUESTS.labels(template, method, str(status)).inc()
+    metrics.LATENCY.labels(template, method).observe(seconds)
+    access.info(
+        "request",
+        extra={
+            "request_id": request_id,
+            "method": method,
+            "route": template,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 2),
+        },
+    )
 
 
 def _declared_length(scope: Scope) -> int:

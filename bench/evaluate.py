@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import timeit
-from functools import partial
 from datetime import date
+from functools import partial
 
 from eligibility import ReferralFacts, SafeguardingFacts, default_ruleset, evaluate
 

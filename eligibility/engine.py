@@ -63,6 +63,8 @@ def evaluate(facts: ReferralFacts, ruleset: Ruleset, as_of: date) -> Decision:
     )
     alert = any(flags[i] for i in ruleset.alert_flag_indexes)
     urgent = any(flags[i] for i in ruleset.urgent_flag_indexes)
+    # The alert leads the reasons and next steps, so a reader who sees only the first line
+    # (or only the status endpoint's next steps) still sees it, whatever the outcome.
     leading: list[Reason] = [reasons["SAFEGUARDING_ALERT"]] if alert else []
     alert_steps = ruleset.next_steps["safeguarding_alert"] if alert else ()
 

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service import metrics
 from service.canonical import canonical_json, sha256_hex, utc_timestamp
 from service.context import RequestContext
 from service.models import AUDIT_CHAIN_HEADS, AUDIT_EVENTS
@@ -115,6 +116,7 @@ async def append(
         .where(_HEADS.c.chain == chain)
         .values(chain_seq=chain_seq, seq=seq, hash=digest)
     )
+    metrics.observe_audit_seq(seq)
     return digest
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
+import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -63,11 +65,15 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     settings = load_settings()
+    workers = args.workers or settings.workers
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Each worker is a process: metrics must be shared through files to add up.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="referral-metrics-")
     uvicorn.run(
         "api.main:app",  # by import string, so that `service` never imports `api`
         host=args.host or settings.host,
         port=args.port or settings.port,
-        workers=args.workers or settings.workers,
+        workers=workers,
         access_log=False,
         log_config=None,
         proxy_headers=True,

@@ -16,6 +16,7 @@ from api.deps import (
     RulesetDep,
     ServicesDep,
     SessionDep,
+    after_commit,
 )
 from api.openapi_docs import REFERRAL_EXAMPLES, responses
 from api.schemas.referrals import (
@@ -27,7 +28,7 @@ from api.schemas.referrals import (
     ReferralStatusPublic,
 )
 from api.views import referral_public, referral_status, referral_summary, submission_of
-from service import referrals
+from service import metrics, referrals
 
 router = APIRouter(prefix="/v1/referrals", tags=["referrals"])
 
@@ -76,6 +77,9 @@ async def create_referral(
     response.headers["Location"] = f"{router.prefix}/{created.referral.id}"
     if created.replayed:
         response.headers["Idempotent-Replayed"] = "true"
+    else:
+        counter = metrics.REFERRALS.labels(created.referral.outcome, created.referral.priority)
+        after_commit(db, counter.inc)
     return referral_public(created.referral)
 
 

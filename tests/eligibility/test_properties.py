@@ -6,7 +6,7 @@ import random
 from dataclasses import replace
 from datetime import date, timedelta
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eligibility import (
@@ -29,6 +29,10 @@ RULESETS = (
     load_test_ruleset("eighteen_months"),
 )
 POSTCODES = (None, "OX4 1AA", "OX44 9ZZ", "SW1A 1AA", "W1A 1AA", "WC1A 1AA", "RG4 7AB", "ZE1 0AA")
+
+# These check correctness; timing is the benchmark's job, so no per-example deadline (which
+# would only make the suite flaky on a loaded CI machine).
+correctness = settings(deadline=None)
 
 days = st.dates(min_value=date(2015, 1, 1), max_value=date(2035, 12, 31))
 diagnoses = st.one_of(st.none(), st.text(max_size=40))
@@ -63,6 +67,7 @@ def cases(draw: st.DrawFn, ruleset: Ruleset | None = None) -> tuple[ReferralFact
     return facts, rules, as_of
 
 
+@correctness
 @given(cases(), diagnoses)
 def test_a_diagnosis_never_changes_any_part_of_a_decision(
     case: tuple[ReferralFacts, Ruleset, date], other_diagnosis: str | None
@@ -73,6 +78,7 @@ def test_a_diagnosis_never_changes_any_part_of_a_decision(
     assert after.to_dict() == before.to_dict()
 
 
+@correctness
 @given(cases())
 def test_evaluation_is_deterministic(case: tuple[ReferralFacts, Ruleset, date]) -> None:
     facts, rules, as_of = case
@@ -92,6 +98,7 @@ def test_evaluation_is_deterministic(case: tuple[ReferralFacts, Ruleset, date]) 
     assert evaluate(facts, rules, as_of).to_dict() == first.to_dict()
 
 
+@correctness
 @given(cases(), st.randoms(use_true_random=False))
 def test_the_order_codes_are_given_in_never_matters(
     case: tuple[ReferralFacts, Ruleset, date], rng: random.Random
@@ -105,6 +112,7 @@ def test_the_order_codes_are_given_in_never_matters(
     assert evaluate(shuffled, rules, as_of) == evaluate(facts, rules, as_of)
 
 
+@correctness
 @given(cases(), st.data())
 def test_adding_a_risk_factor_never_lowers_the_score(
     case: tuple[ReferralFacts, Ruleset, date], data: st.DataObject
@@ -120,6 +128,7 @@ def test_adding_a_risk_factor_never_lowers_the_score(
         assert after.score >= before.score
 
 
+@correctness
 @given(
     cases(DEFAULT).filter(lambda c: c[0].date_of_birth is not None),
     st.integers(min_value=0, max_value=3000),
@@ -133,6 +142,7 @@ def test_over_the_age_limit_stays_over(
         assert evaluate(facts, rules, later).criteria.age == "not_met"
 
 
+@correctness
 @given(days, st.integers(min_value=1, max_value=48), st.integers(min_value=0, max_value=6000))
 def test_under_the_limit_is_monotonic_for_every_limit(birth: date, months: int, after: int) -> None:
     as_of = birth + timedelta(days=after)
@@ -140,6 +150,7 @@ def test_under_the_limit_is_monotonic_for_every_limit(birth: date, months: int, 
         assert not is_under_months(birth, months, as_of + timedelta(days=1))
 
 
+@correctness
 @given(days, st.integers(min_value=1, max_value=48))
 def test_reaching_n_months_lands_on_the_same_day_or_the_first(birth: date, months: int) -> None:
     reached = reaches_months(birth, months)

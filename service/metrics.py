@@ -1,0 +1,79 @@
+"""Prometheus metrics. Labels are route templates, methods, statuses and outcome codes only:
+never an id, a path with values in it, or anything personal.
+
+With several uvicorn workers, each is its own process: set PROMETHEUS_MULTIPROC_DIR (the
+`serve` command does when workers > 1) and /metrics aggregates across them.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+REQUESTS = Counter(
+    "referral_http_requests_total", "HTTP requests answered.", ["route", "method", "status"]
+)
+LATENCY = Histogram(
+    "referral_http_request_duration_seconds",
+    "Time to answer an HTTP request.",
+    ["route", "method"],
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+REFERRALS = Counter(
+    "referral_referrals_created_total",
+    "Referrals stored, by outcome and priority.",
+    ["outcome", "priority"],
+)
+AUDIT_HEAD_SEQ = Gauge(
+    "referral_audit_head_seq",
+    "Highest audit sequence number this service has written.",
+    multiprocess_mode="max",
+)
+POOL_IN_USE = Gauge(
+    "referral_db_pool_connections_in_use",
+    "Database connections checked out of the pool.",
+    multiprocess_mode="livesum",
+)
+
+_highest_seq = 0
+
+
+def observe_audit_seq(seq: int) -> None:
+    global _highest_seq
+    if seq > _highest_seq:
+        _highest_seq = seq
+        AUDIT_HEAD_SEQ.set(seq)
+
+
+def track_pool(engine: AsyncEngine) -> None:
+    """Count checked-out connections with pool events: no query at scrape time."""
+    pool = engine.sync_engine.pool
+
+    @event.listens_for(pool, "checkout")
+    def _out(*_args: Any) -> None:
+        POOL_IN_USE.inc()
+
+    @event.listens_for(pool, "checkin")
+    def _in(*_args: Any) -> None:
+        POOL_IN_USE.dec()
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text, aggregated across worker processes when they share a directory."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 import tempfile
 from datetime import UTC, datetime, timedelta
@@ -69,6 +70,10 @@ def _serve(args: argparse.Namespace) -> int:
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Each worker is a process: metrics must be shared through files to add up.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="referral-metrics-")
+    # Uvicorn re-raises the SIGTERM it handled once the graceful shutdown is done, so that the
+    # exit status says "killed". For an orchestrator a SIGTERM is the normal way to stop us:
+    # after in-flight requests have finished, that is a clean exit (0).
+    signal.signal(signal.SIGTERM, lambda *_: None)
     uvicorn.run(
         "api.main:app",  # by import string, so that `service` never imports `api`
         host=args.host or settings.host,

@@ -151,3 +151,19 @@ def auth(token: TokenFactory) -> Callable[..., dict[str, str]]:
         return {"Authorization": f"Bearer {token(**kwargs)}"}
 
     return headers
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`@pytest.mark.postgres_only` tests run only on the PostgreSQL parameter. Without
+    PostgreSQL configured they are deselected, not skipped (CI always configures it)."""
+    keep, drop = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("database_url") if callspec else None
+        if item.get_closest_marker("postgres_only") and backend != "postgresql":
+            drop.append(item)
+        else:
+            keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep

@@ -28,16 +28,18 @@ class CuttableProxy:
             writer.transport.abort()
         self._connections.clear()
 
-    async def _handle(self, client_reader: asyncio.StreamReader,
-                      client_writer: asyncio.StreamWriter) -> None:
+    async def _handle(
+        self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter
+    ) -> None:
         try:
             server_reader, server_writer = await asyncio.open_connection(*self.target)
         except OSError:
             client_writer.transport.abort()
             return
         self._connections.update({client_writer, server_writer})
-        await asyncio.gather(self._pipe(client_reader, server_writer),
-                             self._pipe(server_reader, client_writer))
+        await asyncio.gather(
+            self._pipe(client_reader, server_writer), self._pipe(server_reader, client_writer)
+        )
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

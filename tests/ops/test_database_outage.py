@@ -9,14 +9,11 @@ from sqlalchemy.engine import make_url
 
 from api.app import create_app
 from tests.conftest import make_settings
-from tests.databases import backends
 from tests.factories import make_referral_body
 from tests.ops.tcp_proxy import CuttableProxy
 
 # An outage of a network database; SQLite has no server to lose.
-pytestmark = pytest.mark.parametrize(
-    "database_url", [b for b in backends() if b == "postgresql"], indirect=True
-)
+pytestmark = pytest.mark.postgres_only
 
 
 async def test_outage_gives_503_and_recovers_without_restart(
@@ -28,9 +25,10 @@ async def test_outage_gives_503_and_recovers_without_restart(
     proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
     app = create_app(make_settings(proxied, signing_key.public_file))
     transport = httpx.ASGITransport(app=app)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-        transport=transport, base_url="http://testserver"
-    ) as client:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://testserver") as client,
+    ):
         before = await client.post("/v1/referrals", json=make_referral_body(), headers=auth())
         assert before.status_code == 201
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,6 +16,7 @@ from api.openapi_custom import customise
 from api.routes import audit, eligibility, health, pathway, referrals
 from eligibility import Ruleset, default_ruleset, load_ruleset
 from service import metrics, migrate
+from service.audit_anchor import log_head_forever
 from service.db import create_engine, is_sqlite, make_sessionmaker
 from service.logs import configure_logging
 from service.settings import Settings, get_settings
@@ -57,9 +59,16 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         if is_sqlite(settings.database_url):
             # The embedded default migrates itself; PostgreSQL is migrated by `migrate`.
             await migrate.upgrade(services.engine)
+        anchor_task = None
+        if settings.audit_head_log_seconds:
+            anchor_task = asyncio.create_task(
+                log_head_forever(services.sessions, settings.audit_head_log_seconds)
+            )
         try:
             yield
         finally:
+            if anchor_task is not None:
+                anchor_task.cancel()
             await services.verifier.aclose()
             await services.engine.dispose()
 

@@ -1,4 +1,9 @@
-"""Readiness: the database answers and its schema is at the latest migration."""
+"""Readiness: the database answers and its schema is at the latest migration.
+
+A revision this code does not know is newer than this code: a release migrates before its pods
+start, and migrations are written expand-then-contract, so the pods still running the previous
+release stay ready while the new ones come up instead of all dropping out of the Service.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.migrate import current_revision, head_revision
+from service.migrate import current_revision, head_revision, is_known
 
 READY_TIMEOUT_SECONDS = 2.0
 
@@ -26,6 +31,6 @@ async def readiness(engine: AsyncEngine) -> Readiness:
             revision = await current_revision(engine)
     except (SQLAlchemyError, OSError, TimeoutError):
         return Readiness(False, "unreachable", None)
-    if revision != head_revision():
-        return Readiness(False, "not_migrated", revision)
-    return Readiness(True, "ok", revision)
+    if revision == head_revision() or (revision is not None and not is_known(revision)):
+        return Readiness(True, "ok", revision)
+    return Readiness(False, "not_migrated", revision)

@@ -32,6 +32,17 @@ def head_revision() -> str:
     return head
 
 
+@lru_cache(maxsize=1)
+def _known_revisions() -> frozenset[str]:
+    script = ScriptDirectory.from_config(alembic_config())
+    return frozenset(r.revision for r in script.walk_revisions())
+
+
+def is_known(revision: str) -> bool:
+    """Whether this code ships `revision`; an unknown one was made by a newer release."""
+    return revision in _known_revisions()
+
+
 async def upgrade(engine: AsyncEngine) -> None:
     """Upgrade the database behind `engine` to the latest migration."""
 

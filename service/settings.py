@@ -13,7 +13,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Only asymmetric algorithms may ever verify a production token; HS256 exists for
 # explicit local development with a shared secret and nothing else.
-ASYMMETRIC_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256"})
+# python-jose 3.5 verifies these; it has no RSA-PSS (PS*) support.
+ASYMMETRIC_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "ES256", "ES384", "ES512"})
 DEV_ONLY_ALGORITHMS = frozenset({"HS256"})
 
 VAR_DIR = Path("var")

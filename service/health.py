@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.migrate import current_revision, head_revision, is_known
+from service.migrate import head_revision, is_known
 
 READY_TIMEOUT_SECONDS = 2.0
 
@@ -27,8 +28,13 @@ class Readiness:
 
 async def readiness(engine: AsyncEngine) -> Readiness:
     try:
-        async with asyncio.timeout(READY_TIMEOUT_SECONDS):
-            revision = await current_revision(engine)
+        async with asyncio.timeout(READY_TIMEOUT_SECONDS), engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+            try:
+                result = await connection.execute(text("SELECT version_num FROM alembic_version"))
+                revision = result.scalar_one_or_none()
+            except SQLAlchemyError:
+                return Readiness(False, "not_migrated", None)  # no version table yet
     except (SQLAlchemyError, OSError, TimeoutError):
         return Readiness(False, "unreachable", None)
     if revision == head_revision() or (revision is not None and not is_known(revision)):

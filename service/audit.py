@@ -85,7 +85,8 @@ async def append(
     Call it last in a unit of work: the chain's head stays locked until the commit.
     `details` must hold ids, codes and counts only, never personal data.
     """
-    if session.get_bind().dialect.name == "postgresql":
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres:
         head = (await session.execute(_PG_TAKE_FREE_HEAD)).first()
         if head is None:
             chosen = random.randrange(AUDIT_CHAINS)
@@ -110,12 +111,19 @@ async def append(
         "prev_hash": prev_hash,
     }
     digest = event_hash(event_document(row))
-    await session.execute(insert(_EVENTS).values(**row, hash=digest))
-    await session.execute(
+    add_event = insert(_EVENTS).values(**row, hash=digest)
+    move_head = (
         update(_HEADS)
         .where(_HEADS.c.chain == chain)
         .values(chain_seq=chain_seq, seq=seq, hash=digest)
     )
+    if postgres:
+        # One round trip while the head is locked: PostgreSQL runs a data-modifying CTE
+        # exactly once, whether or not the outer statement reads it.
+        await session.execute(move_head.add_cte(add_event.cte("appended")))
+    else:
+        await session.execute(add_event)
+        await session.execute(move_head)
     metrics.observe_audit_seq(seq)
     return digest
 

@@ -77,6 +77,6 @@ async def verify_chains(
         resource_id=None,
         outcome="success",
         now=now,
-        details={"valid": str(result.valid).lower(), "events_checked": result.events_checked},
+        details={"valid": result.valid, "events_checked": result.events_checked},
     )
     return result

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import Field, PlainSerializer
 
 from api.schemas.common import ResponseModel
+from service.canonical import utc_timestamp
 
 
 class Actor(ResponseModel):
@@ -19,7 +20,9 @@ class AuditEventPublic(ResponseModel):
     seq: int
     chain: int
     chain_seq: int
-    occurred_at: datetime
+    # Serialised exactly as it was hashed (always with microseconds), so that anyone can
+    # recompute an event's hash from this response.
+    occurred_at: Annotated[datetime, PlainSerializer(utc_timestamp, return_type=str)]
     actor: Actor
     action: str
     resource_type: str

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from eligibility import UnknownCodeError
 from service.errors import DomainError, FieldProblem, InvalidContent, Unavailable
@@ -169,14 +170,31 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     detail = exc.detail if isinstance(exc.detail, str) and status != 500 else title
     if status == 404:
         detail = "No such resource."
+    headers = dict(exc.headers or {})
+    if status == 405:
+        headers["Allow"] = ", ".join(_allowed_methods(request))
     return problem_response(
         request,
         status=status,
         title=title,
         slug=_HTTP_SLUGS.get(status, "http-error"),
         detail=detail,
-        headers=dict(exc.headers or {}),
+        headers=headers,
     )
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    # Starlette names only the first route that matched the path, but a path can have several
+    # (GET and POST /v1/referrals are two routes): ask the router about each method instead.
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(r.matches({**request.scope, "method": method})[0] is Match.FULL for r in routes)
+    ]
 
 
 async def _on_database_down(request: Request, exc: Exception) -> JSONResponse:

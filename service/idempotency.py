@@ -16,19 +16,23 @@ from sqlalchemy import delete, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.canonical import as_utc
-from service.errors import Conflict, DomainError
+from service.errors import Conflict, FieldProblem, InvalidContent
 from service.models import IDEMPOTENCY_KEYS
 
 _KEYS = IDEMPOTENCY_KEYS
 _TRY_LOCK = text("SELECT pg_try_advisory_xact_lock(:lock_id)")
 
 
-class KeyReused(DomainError):
+class KeyReused(InvalidContent):
     """The same key came with a different body: the contract makes this a 422."""
 
-    status = 422
-    title = "Unprocessable Content"
     type_slug = "idempotency-key-reused"
+
+    def __init__(self) -> None:
+        super().__init__(
+            [FieldProblem("Idempotency-Key", "was already used with a different request body")],
+            detail="This Idempotency-Key was already used with a different request body.",
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +70,7 @@ async def claim(
     if found is None:
         return Claim(org, key, request_sha256, None)
     if found.request_sha256 != request_sha256:
-        raise KeyReused("This Idempotency-Key was already used with a different request body.")
+        raise KeyReused()
     return Claim(org, key, request_sha256, str(found.referral_id))
 
 

@@ -96,6 +96,12 @@ class PostgresDatabases:
         await self._admin(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
         return self._url(name)
 
+    async def new_empty(self) -> str:
+        """A database with no schema at all, for tests of migrating itself."""
+        name = f"{self.prefix}_{next(_counter)}"
+        await self._admin(f'CREATE DATABASE "{name}"')
+        return self._url(name)
+
     async def drop(self, url: str) -> None:
         name = make_url(url).database
         await self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

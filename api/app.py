@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from api import problems
+from api import docs, problems
 from api.deps import Services
 from api.middleware import RequestContextMiddleware
 from api.openapi_custom import customise
@@ -88,6 +88,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(pathway.router)
     app.include_router(audit.router)
     app.include_router(health.router)
+    docs.install(app)
     _install_openapi(app, services.ruleset)
     return app
 

@@ -89,9 +89,7 @@ def customise(document: dict[str, Any], ruleset: Ruleset) -> dict[str, Any]:
         _replace_validation_error(operation)
         _authorisation(operation)
         _response_headers(operation)
-        operation.setdefault("parameters", []).append(
-            {"$ref": "#/components/parameters/RequestId"}
-        )
+        operation.setdefault("parameters", []).append({"$ref": "#/components/parameters/RequestId"})
         _links(operation)
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)

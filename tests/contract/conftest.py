@@ -1,0 +1,83 @@
+"""The contract tests' app: the real factory, with its clock pinned to the examples' day.
+
+The committed document's request examples carry fixed dates (an antenatal due date is only
+acceptable from 14 days before to 294 days after "today"), so the app under contract test sees
+today as `EXAMPLES_VALID_ON`: the examples are then valid by construction, on any day CI runs.
+Time still moves forward from there, so ordering and expiry behave as in production.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+
+from api.app import create_app, load_active_ruleset
+from api.deps import Services
+from api.openapi_custom import EXAMPLES_VALID_ON
+from service.db import create_engine, make_sessionmaker
+from service.settings import Settings
+from service.tokens import TokenVerifier
+
+ROOT = Path(__file__).resolve().parents[2]
+COMMITTED_DOCUMENT = ROOT / "openapi" / "openapi.json"
+# Noon UTC is the same calendar day in Europe/London all year round.
+PINNED_START = datetime.combine(EXAMPLES_VALID_ON, time(12, 0), tzinfo=UTC)
+
+
+def pinned_clock() -> Callable[[], datetime]:
+    started = datetime.now(UTC)
+    return lambda: PINNED_START + (datetime.now(UTC) - started)
+
+
+def build_app(settings: Settings) -> FastAPI:
+    """create_app() with the services it would build itself, but the clock pinned."""
+    engine = create_engine(settings)
+    services = Services(
+        settings=settings,
+        engine=engine,
+        sessions=make_sessionmaker(engine),
+        ruleset=load_active_ruleset(settings),
+        verifier=TokenVerifier(settings),
+        clock=pinned_clock(),
+    )
+    return create_app(settings, services=services)
+
+
+def load_document() -> dict[str, Any]:
+    """The committed contract, as partners and `make contract` see it."""
+    with COMMITTED_DOCUMENT.open(encoding="utf-8") as handle:
+        document: dict[str, Any] = json.load(handle)
+    return document
+
+
+@pytest.fixture(scope="session")
+def committed_document() -> dict[str, Any]:
+    return load_document()
+
+
+def operations(document: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, methods in document["paths"].items():
+        for method, operation in methods.items():
+            yield path, method, operation
+
+
+class CurrentApp:
+    """One ASGI app for a module-level schema, forwarding to the app of the running test.
+
+    Schemathesis binds its schema (and every clone it makes per operation) to an app when the
+    module is imported, but each test needs a fresh app on a fresh database: this stands in.
+    """
+
+    def __init__(self) -> None:
+        self.app: FastAPI | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if self.app is None:
+            raise RuntimeError("no app under test: use the contract_app fixture")
+        await self.app(scope, receive, send)

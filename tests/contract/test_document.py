@@ -1,0 +1,192 @@
+"""The committed document is complete: ids, texts, security, errors, headers, links, enums."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from api.openapi_custom import EXAMPLES_VALID_ON, REQUIRED_SCOPES
+from eligibility import default_ruleset
+from service.referrals import Submission, check_submission
+from tests.contract.conftest import load_document, operations
+
+DOCUMENT = load_document()
+OPERATIONS = {op["operationId"]: (path, method, op) for path, method, op in operations(DOCUMENT)}
+PROTECTED = sorted(op_id for op_id, (_, _, op) in OPERATIONS.items() if op.get("security"))
+STABLE_IDS = {
+    "referrals-create",
+    "referrals-list",
+    "referrals-get",
+    "referrals-status",
+    "eligibility-check",
+    "pathway-get",
+    "audit-events-list",
+    "audit-events-verify",
+    "health-live",
+    "health-ready",
+}
+PROBLEM = {"$ref": "#/components/schemas/Problem"}
+
+
+def _walk(node: Any) -> Any:
+    yield node
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value)
+
+
+def test_openapi_3_1_with_stable_operation_ids() -> None:
+    assert DOCUMENT["openapi"].startswith("3.1.")
+    assert STABLE_IDS <= set(OPERATIONS)
+
+
+@pytest.mark.parametrize("operation_id", sorted(OPERATIONS))
+def test_every_operation_has_summary_description_and_says_who_may_call_it(
+    operation_id: str,
+) -> None:
+    _, _, operation = OPERATIONS[operation_id]
+    assert operation["summary"].strip()
+    description = operation["description"]
+    assert "**Who may call it:**" in description
+    for scope in REQUIRED_SCOPES.get(operation_id, ()):
+        assert f"`{scope}`" in description
+    if not operation.get("security"):
+        assert "No authentication" in description
+
+
+def test_bearer_jwt_scheme() -> None:
+    schemes = DOCUMENT["components"]["securitySchemes"]
+    assert schemes == {
+        "HTTPBearer": {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": schemes["HTTPBearer"]["description"],
+        }
+    }
+
+
+@pytest.mark.parametrize("operation_id", PROTECTED)
+def test_protected_operation_lists_scopes_and_every_refusal(operation_id: str) -> None:
+    _, _, operation = OPERATIONS[operation_id]
+    assert operation_id in REQUIRED_SCOPES, "say which scopes it needs in REQUIRED_SCOPES"
+    assert operation["security"] == [{"HTTPBearer": [s]} for s in REQUIRED_SCOPES[operation_id]]
+    expected = {"401", "403", "503"}
+    # 422 needs something to validate: every protected operation but audit-events-verify.
+    if operation.get("requestBody") or any("$ref" not in p for p in operation["parameters"]):
+        expected.add("422")
+    assert expected <= set(operation["responses"])
+    for status in expected:
+        response = operation["responses"][status]
+        assert response["content"] == {"application/problem+json": {"schema": PROBLEM}}
+        assert response["headers"]["X-Request-ID"]["required"] is True
+    for status in ("401", "403"):
+        assert operation["responses"][status]["headers"]["WWW-Authenticate"]["required"]
+    assert operation["responses"]["503"]["headers"]["Retry-After"]["required"] is True
+
+
+def test_submission_documents_its_refusals_headers_and_examples() -> None:
+    path, method, operation = OPERATIONS["referrals-create"]
+    assert {"201", "400", "409", "413", "415", "422"} <= set(operation["responses"])
+    for status in ("400", "409", "413", "415"):
+        content = operation["responses"][status]["content"]
+        assert content == {"application/problem+json": {"schema": PROBLEM}}
+    headers = operation["responses"]["201"]["headers"]
+    assert headers["Location"]["required"] is True
+    assert {"X-Request-ID", "Idempotent-Replayed"} <= set(headers)
+    names = {p.get("name") or p["$ref"] for p in operation["parameters"]}
+    assert "Idempotency-Key" in names
+    assert "#/components/parameters/RequestId" in names
+    examples = operation["requestBody"]["content"]["application/json"]["examples"]
+    assert {"eligible", "antenatal", "signposted"} <= set(examples)
+
+
+@pytest.mark.parametrize("operation_id", ["referrals-create", "eligibility-check"])
+def test_request_examples_are_valid_on_their_day(operation_id: str) -> None:
+    """The examples are static; tests/contract pins the app's clock to EXAMPLES_VALID_ON."""
+    from api.schemas.referrals import ReferralCreate
+
+    _, _, operation = OPERATIONS[operation_id]
+    ruleset = default_ruleset()
+    for name, example in operation["requestBody"]["content"]["application/json"][
+        "examples"
+    ].items():
+        body = ReferralCreate.model_validate(example["value"])
+        submission = Submission(body.model_dump(mode="json"), body.to_facts(), None)
+        check_submission(submission, ruleset, EXAMPLES_VALID_ON)  # raises if refused
+        assert EXAMPLES_VALID_ON.isoformat() in example["description"], name
+
+
+def test_every_response_carries_x_request_id() -> None:
+    for operation_id, (_, _, operation) in OPERATIONS.items():
+        for status, response in operation["responses"].items():
+            assert response["headers"]["X-Request-ID"]["required"] is True, (operation_id, status)
+
+
+def test_no_fastapi_validation_error_schema_is_left() -> None:
+    schemas = DOCUMENT["components"]["schemas"]
+    assert "HTTPValidationError" not in schemas and "ValidationError" not in schemas
+    refs = {n["$ref"] for n in _walk(DOCUMENT) if isinstance(n, dict) and "$ref" in n}
+    assert not [ref for ref in refs if "ValidationError" in ref]
+    for operation_id, (_, _, operation) in OPERATIONS.items():
+        if "422" in operation["responses"]:
+            assert operation["responses"]["422"]["content"] == {
+                "application/problem+json": {"schema": PROBLEM}
+            }, operation_id
+
+
+def test_problem_schema() -> None:
+    problem = DOCUMENT["components"]["schemas"]["Problem"]
+    assert set(problem["required"]) == {
+        "type",
+        "title",
+        "status",
+        "detail",
+        "instance",
+        "request_id",
+    }
+    assert "errors" in problem["properties"]
+
+
+def test_created_referral_links_to_its_read_and_status_operations() -> None:
+    _, _, operation = OPERATIONS["referrals-create"]
+    links = operation["responses"]["201"]["links"]
+    targets = {link["operationId"]: link["parameters"] for link in links.values()}
+    assert targets["referrals-get"] == {"referral_id": "$response.body#/id"}
+    assert targets["referrals-status"] == {"referral_id": "$response.body#/id"}
+    assert set(targets) <= set(OPERATIONS)
+
+
+def test_codes_are_enums_of_the_active_ruleset_on_requests_only() -> None:
+    ruleset = default_ruleset()
+    schemas = DOCUMENT["components"]["schemas"]
+    assert set(schemas["ConcernCode"]["enum"]) == ruleset.all_concern_codes
+    assert set(schemas["RiskFactorCode"]["enum"]) == ruleset.all_risk_factors
+    create = schemas["ReferralCreate"]["properties"]
+    assert create["concerns"] == {"$ref": "#/components/schemas/ConcernsCreate"}
+    codes = schemas["ConcernsCreate"]["properties"]["codes"]
+    assert codes["items"] == {"$ref": "#/components/schemas/ConcernCode"}
+    assert codes["uniqueItems"] is True
+    assert create["risk_factors"]["items"] == {"$ref": "#/components/schemas/RiskFactorCode"}
+    # Stored referrals may carry an older ruleset's codes: responses keep plain strings.
+    assert "enum" not in str(schemas["Concerns"]) and "$ref" not in str(schemas["Concerns"])
+
+
+def test_infant_needs_exactly_one_of_the_two_dates() -> None:
+    infant = DOCUMENT["components"]["schemas"]["Infant"]
+    assert [branch["required"] for branch in infant["oneOf"]] == [
+        ["date_of_birth"],
+        ["expected_due_date"],
+    ]
+
+
+def test_readiness_documents_both_answers() -> None:
+    _, _, operation = OPERATIONS["health-ready"]
+    for status in ("200", "503"):
+        content = operation["responses"][status]["content"]["application/json"]
+        assert content["schema"] == {"$ref": "#/components/schemas/Readiness"}
+    assert operation["responses"]["503"]["headers"]["Retry-After"]["required"] is True

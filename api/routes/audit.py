@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -11,6 +10,7 @@ from fastapi import APIRouter, Query
 from api.deps import CanAudit, ClockDep, SessionDep
 from api.openapi_docs import responses
 from api.schemas.audit import AuditEventsPage, AuditVerification
+from api.schemas.common import DateTimeQuery
 from service import audit_log
 
 router = APIRouter(prefix="/v1/audit-events", tags=["audit"])
@@ -28,7 +28,7 @@ async def list_audit_events(
     now: ClockDep,
     referral_id: uuid.UUID | None = None,
     action: Annotated[str | None, Query(max_length=64, pattern=r"^[a-z_.]+$")] = None,
-    since: Annotated[datetime | None, Query(description="RFC 3339 date-time.")] = None,
+    since: Annotated[DateTimeQuery | None, Query(description="RFC 3339 date-time.")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     cursor: Annotated[str | None, Query(max_length=19, pattern=r"^[0-9]+$")] = None,
 ) -> AuditEventsPage:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response, status
@@ -19,6 +19,7 @@ from api.deps import (
     after_commit,
 )
 from api.openapi_docs import REFERRAL_EXAMPLES, responses
+from api.schemas.common import DateTimeQuery
 from api.schemas.referrals import (
     Outcome,
     ReferralCreate,
@@ -96,10 +97,10 @@ async def list_referrals(
     status_: Annotated[ReferralStatus | None, Query(alias="status")] = None,
     outcome: Outcome | None = None,
     received_from: Annotated[
-        datetime | None, Query(description="Inclusive, RFC 3339 date-time.")
+        DateTimeQuery | None, Query(description="Inclusive, RFC 3339 date-time.")
     ] = None,
     received_to: Annotated[
-        datetime | None, Query(description="Exclusive, RFC 3339 date-time.")
+        DateTimeQuery | None, Query(description="Exclusive, RFC 3339 date-time.")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200, pattern=r"^[A-Za-z0-9_-]+$")] = None,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal, Self
 
@@ -11,12 +11,15 @@ from pydantic import Field, field_validator, model_validator
 from api.schemas.common import (
     Code,
     Email,
+    IsoDate,
+    JsonBool,
     Name,
     NhsNumber,
     Phone,
     Postcode,
     RequestModel,
     ResponseModel,
+    Weeks,
 )
 from eligibility import ReferralFacts, SafeguardingFacts
 
@@ -80,8 +83,8 @@ class Infant(RequestModel):
     given_name: Name | None = None
     family_name: Name | None = None
     nhs_number: NhsNumber | None = None
-    date_of_birth: date | None = Field(default=None, description="Not after today (or as_of).")
-    expected_due_date: date | None = Field(
+    date_of_birth: IsoDate | None = Field(default=None, description="Not after today (or as_of).")
+    expected_due_date: IsoDate | None = Field(
         default=None, description="For antenatal referrals: from 14 days ago to 294 days ahead."
     )
 
@@ -107,7 +110,7 @@ class Concerns(RequestModel):
         description="Concern codes from the active ruleset (GET /v1/pathway).",
     )
     description: Annotated[str, Field(max_length=4000)] | None = None
-    duration_weeks: int | None = Field(default=None, ge=0, le=520)
+    duration_weeks: Weeks | None = None
 
     @field_validator("codes")
     @classmethod
@@ -120,14 +123,14 @@ class Concerns(RequestModel):
 class Safeguarding(RequestModel):
     """Stated explicitly on every referral, so that an immediate risk is never left out."""
 
-    immediate_risk: bool
-    child_protection_plan: bool
-    child_in_need_plan: bool
+    immediate_risk: JsonBool
+    child_protection_plan: JsonBool
+    child_in_need_plan: JsonBool
 
 
 class Consent(RequestModel):
-    caregiver_consent: bool = Field(description="Must be true.")
-    recorded_on: date
+    caregiver_consent: JsonBool = Field(description="Must be true.")
+    recorded_on: IsoDate
 
     @field_validator("caregiver_consent")
     @classmethod

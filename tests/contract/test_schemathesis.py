@@ -16,10 +16,9 @@ Nothing is excluded wholesale. What is narrowed, and why:
 - `allow-extra-parameters = false`: the service ignores query parameters and headers it does
   not declare (HTTP custom; proxies and tracing add headers of their own), so an undeclared one
   is no "schema-violating request" to refuse.
-- KNOWN_SERVICE_BUGS: failures schemathesis found in the service, reported with their fixes and
-  pinned by strict-xfail regression tests at the end of this module. Each filter matches only
-  its own bug; when a fix lands, its regression test XPASSes (a failure under xfail_strict) and
-  the filter goes with it.
+- Service bugs schemathesis found (lax date-time query parameters, whitespace stripped before
+  validation, lax JSON types in bodies) are fixed; the regression tests at the end of this
+  module keep them fixed.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -74,92 +73,6 @@ CONFIG = schemathesis.Config.from_dict(
 schema = schemathesis.openapi.from_path(COMMITTED_DOCUMENT, config=CONFIG)
 CURRENT = CurrentApp()
 schema.app = CURRENT
-
-# ---------------------------------------------------------------------------------------------
-# Service bugs found by schemathesis (see the report of issue 5 for the fixes).
-
-_RFC3339 = re.compile(
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
-)
-_DATETIME_QUERY = ("since", "received_from", "received_to")
-
-
-def _lax_datetime_query(failure: Any, case: Any, response: Any) -> bool:
-    """B1: `since`, `received_from` and `received_to` are documented as RFC 3339 date-times but
-    pydantic also takes numbers (as Unix times), dates and times without an offset."""
-    if type(failure).__name__ != "AcceptedNegativeData":
-        return False
-    query = case.query if isinstance(case.query, MutableMapping) else {}
-    return any(
-        isinstance(query.get(name), str) and not _RFC3339.match(query[name])
-        for name in _DATETIME_QUERY
-    )
-
-
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _strings(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _strings(item)
-
-
-def _stripped_strings(failure: Any, case: Any, response: Any) -> bool:
-    """B3: request strings are stripped (str_strip_whitespace) before their length and pattern
-    are checked, so a blank name (" ") the schema accepts is refused, and an over-long one with
-    padding the schema refuses is accepted."""
-    if type(failure).__name__ not in ("RejectedPositiveData", "AcceptedNegativeData"):
-        return False
-    return any(text != text.strip() for text in _strings(case.body))
-
-
-_BOOLEANS = ("immediate_risk", "child_protection_plan", "child_in_need_plan", "caregiver_consent")
-_DATES = ("date_of_birth", "expected_due_date", "recorded_on")
-_ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
-
-
-def _coerced(value: Any) -> bool:
-    """Whether a body holds a value pydantic's lax mode coerces though the schema refuses it."""
-    if isinstance(value, list):
-        return any(_coerced(item) for item in value)
-    if not isinstance(value, dict):
-        return False
-    for key, item in value.items():
-        if key in _BOOLEANS and not isinstance(item, bool):
-            return True
-        if key == "duration_weeks" and isinstance(item, str | bool):
-            return True
-        if (
-            key in _DATES
-            and item is not None
-            and not (isinstance(item, str) and _ISO_DATE.match(item))
-        ):
-            return True
-        if _coerced(item):
-            return True
-    return False
-
-
-def _lax_json_types(failure: Any, case: Any, response: Any) -> bool:
-    """B4: booleans take 0, 1, "yes"…; integers take "6" and true; dates take numbers (Unix
-    times) and date-times: pydantic's lax mode coerces what the schema calls the wrong type."""
-    return type(failure).__name__ == "AcceptedNegativeData" and _coerced(case.body)
-
-
-KNOWN_SERVICE_BUGS: dict[str, Callable[[Any, Any, Any], bool]] = {
-    "B1 lax date-time query parameters": _lax_datetime_query,
-    "B3 whitespace stripped before validation": _stripped_strings,
-    "B4 lax JSON types in request bodies": _lax_json_types,
-}
-
-
-@schema.hook
-def filter_failure(context: Any, failure: Any, case: Any, response: Any) -> bool:
-    return not any(known(failure, case, response) for known in KNOWN_SERVICE_BUGS.values())
-
 
 # ---------------------------------------------------------------------------------------------
 
@@ -301,10 +214,9 @@ def test_scopes_are_enforced(
 
 
 # ---------------------------------------------------------------------------------------------
-# Regression tests for KNOWN_SERVICE_BUGS: strict xfails, so a fix makes them fail loudly.
+# Regression tests for the service bugs schemathesis found.
 
 
-@pytest.mark.xfail(strict=True, reason="B1: date-time query parameters are parsed laxly")
 @pytest.mark.parametrize("value", ["0.5", "1700000000", "2026-11-25", "2026-11-25T10:00:00"])
 async def test_b1_date_time_queries_must_be_rfc3339(
     client: httpx.AsyncClient, auth: Callable[..., dict[str, str]], value: str
@@ -322,7 +234,6 @@ async def test_allow_lists_every_method_of_the_path(
     assert {"GET", "POST"} <= allowed, response.headers["allow"]
 
 
-@pytest.mark.xfail(strict=True, reason="B3: strings are stripped before they are validated")
 async def test_b3_validation_sees_each_string_as_sent(
     client: httpx.AsyncClient, auth: Callable[..., dict[str, str]]
 ) -> None:
@@ -337,7 +248,6 @@ async def test_b3_validation_sees_each_string_as_sent(
     assert (response.status_code != 422) == blank_is_valid, response.text
 
 
-@pytest.mark.xfail(strict=True, reason="B4: request bodies coerce booleans, integers and dates")
 @pytest.mark.parametrize(
     "change",
     [

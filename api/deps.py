@@ -34,7 +34,8 @@ def after_commit(db: AsyncSession, hook: Callable[[], None]) -> None:
     db.info.setdefault(AFTER_COMMIT, []).append(hook)
 
 
-def _json_body_only(request: Request) -> None:
+# async: FastAPI runs a plain `def` dependency in a worker thread, a costly hop per request.
+async def _json_body_only(request: Request) -> None:
     """415 unless the body is JSON: a form or text body is a client bug, not invalid content."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "application/json" and not media_type.endswith("+json"):
@@ -61,7 +62,7 @@ class Services:
     clock: Callable[[], datetime] = utc_now
 
 
-def services_of(request: Request) -> Services:
+async def services_of(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -75,7 +76,7 @@ class Clock:
     today: date  # in the service's time zone: the default evaluation date
 
 
-def clock(services: ServicesDep) -> Clock:
+async def clock(services: ServicesDep) -> Clock:
     now = services.clock()
     return Clock(now=now, today=now.astimezone(services.settings.zone).date())
 
@@ -133,7 +134,7 @@ async def _record_refusal(
     db: AsyncSession, ctx: RequestContext, note: AuditNote, now: datetime
 ) -> None:
     await audit.append(
-        db,
+        await db.connection(),
         ctx,
         action=note.action,
         resource_type=note.resource_type,
@@ -178,7 +179,7 @@ CanTriage = Annotated[RequestContext, Depends(_require(SCOPE_TRIAGE, resource_ty
 CanAudit = Annotated[RequestContext, Depends(_require(SCOPE_AUDIT, resource_type="audit"))]
 
 
-def ruleset(services: ServicesDep) -> Ruleset:
+async def ruleset(services: ServicesDep) -> Ruleset:
     return services.ruleset
 
 

@@ -10,8 +10,7 @@ from api.schemas.referrals import (
     ReferralSummary,
 )
 from service.canonical import as_utc
-from service.models import Referral
-from service.referrals import Submission
+from service.referrals import ReferralRecord, Submission
 
 
 def submission_of(body: ReferralCreate) -> Submission:
@@ -22,7 +21,7 @@ def submission_of(body: ReferralCreate) -> Submission:
     )
 
 
-def referral_public(referral: Referral) -> ReferralPublic:
+def referral_public(referral: ReferralRecord) -> ReferralPublic:
     return ReferralPublic.model_validate(
         {
             **referral.payload,
@@ -37,7 +36,7 @@ def referral_public(referral: Referral) -> ReferralPublic:
     )
 
 
-def referral_status(referral: Referral) -> ReferralStatusPublic:
+def referral_status(referral: ReferralRecord) -> ReferralStatusPublic:
     decision = Decision.model_validate(referral.decision)
     return ReferralStatusPublic(
         id=referral.id,
@@ -53,7 +52,7 @@ def referral_status(referral: Referral) -> ReferralStatusPublic:
     )
 
 
-def referral_summary(referral: Referral) -> ReferralSummary:
+def referral_summary(referral: ReferralRecord) -> ReferralSummary:
     return ReferralSummary(
         id=referral.id,
         reference=referral.reference,

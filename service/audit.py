@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from service import metrics
@@ -46,6 +46,26 @@ _SQLITE_TAKE_HEAD = text(
 )
 
 
+# Built once and reused: statement construction and compilation are not free per request.
+_ADD_EVENT = insert(_EVENTS)
+_MOVE_HEAD = (
+    update(_HEADS)
+    .where(_HEADS.c.chain == bindparam("head_chain"))
+    .values(
+        chain_seq=bindparam("head_chain_seq"),
+        seq=bindparam("head_seq"),
+        hash=bindparam("head_hash"),
+    )
+)
+# Event parameters are prefixed: unprefixed names that match the heads table's columns (chain,
+# seq, hash…) would be taken by SQLAlchemy as extra SET values for the UPDATE.
+_PG_APPEND = _MOVE_HEAD.add_cte(
+    insert(_EVENTS)
+    .values({c.name: bindparam(f"event_{c.name}", type_=c.type) for c in _EVENTS.columns})
+    .cte("appended")
+)
+
+
 def event_hash(event: dict[str, Any]) -> str:
     """SHA-256 over the canonical JSON of every field of the event except `hash` itself."""
     body = {k: v for k, v in event.items() if k != "hash"}
@@ -71,7 +91,7 @@ def event_document(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 async def append(
-    session: AsyncSession,
+    db: AsyncConnection,
     ctx: RequestContext,
     *,
     action: str,
@@ -86,14 +106,14 @@ async def append(
     Call it last in a unit of work: the chain's head stays locked until the commit.
     `details` must hold ids, codes and counts only, never personal data.
     """
-    postgres = session.get_bind().dialect.name == "postgresql"
+    postgres = db.dialect.name == "postgresql"
     if postgres:
-        head = (await session.execute(_PG_TAKE_FREE_HEAD)).first()
+        head = (await db.execute(_PG_TAKE_FREE_HEAD)).first()
         if head is None:
             chosen = random.randrange(AUDIT_CHAINS)
-            head = (await session.execute(_PG_WAIT_FOR_HEAD, {"chain": chosen})).one()
+            head = (await db.execute(_PG_WAIT_FOR_HEAD, {"chain": chosen})).one()
     else:
-        head = (await session.execute(_SQLITE_TAKE_HEAD)).one()
+        head = (await db.execute(_SQLITE_TAKE_HEAD)).one()
     chain, chain_seq, prev_hash, seq = int(head[0]), int(head[1]) + 1, str(head[2]), int(head[3])
 
     row: dict[str, Any] = {
@@ -111,22 +131,22 @@ async def append(
         "details": details or {},
         "prev_hash": prev_hash,
     }
-    digest = event_hash(event_document(row))
-    add_event = insert(_EVENTS).values(**row, hash=digest)
-    move_head = (
-        update(_HEADS)
-        .where(_HEADS.c.chain == chain)
-        .values(chain_seq=chain_seq, seq=seq, hash=digest)
-    )
+    row["hash"] = event_hash(event_document(row))
+    head_move = {
+        "head_chain": chain,
+        "head_chain_seq": chain_seq,
+        "head_seq": seq,
+        "head_hash": row["hash"],
+    }
     if postgres:
         # One round trip while the head is locked: PostgreSQL runs a data-modifying CTE
         # exactly once, whether or not the outer statement reads it.
-        await session.execute(move_head.add_cte(add_event.cte("appended")))
+        await db.execute(_PG_APPEND, {**{f"event_{k}": v for k, v in row.items()}, **head_move})
     else:
-        await session.execute(add_event)
-        await session.execute(move_head)
+        await db.execute(_ADD_EVENT, row)
+        await db.execute(_MOVE_HEAD, head_move)
     metrics.observe_audit_seq(seq)
-    return digest
+    return str(row["hash"])
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,7 +51,7 @@ async def list_events(
     rows = (await session.execute(query.order_by(t.seq).limit(limit + 1))).all()
     items = [{**audit.event_document(dict(r._mapping)), "hash": r.hash} for r in rows[:limit]]
     await audit.append(
-        session,
+        await session.connection(),
         ctx,
         action="audit.read",
         resource_type="audit",
@@ -70,7 +70,7 @@ async def verify_chains(
     """Verify first, then record that it was done (the new event is not part of the result)."""
     result = await audit.verify(session)
     await audit.append(
-        session,
+        await session.connection(),
         ctx,
         action="audit.verified",
         resource_type="audit",

@@ -12,8 +12,8 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, insert, select, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import bindparam, delete, insert, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.canonical import as_utc
 from service.errors import Conflict, FieldProblem, InvalidContent
@@ -21,6 +21,10 @@ from service.models import IDEMPOTENCY_KEYS
 
 _KEYS = IDEMPOTENCY_KEYS
 _TRY_LOCK = text("SELECT pg_try_advisory_xact_lock(:lock_id)")
+_THIS_KEY = (_KEYS.c.org == bindparam("org")) & (_KEYS.c.key == bindparam("key"))
+_FIND_KEY = select(_KEYS.c.request_sha256, _KEYS.c.referral_id, _KEYS.c.created_at).where(_THIS_KEY)
+_FORGET_KEY = delete(_KEYS).where(_THIS_KEY)
+_INSERT_KEY = insert(_KEYS)
 
 
 class KeyReused(InvalidContent):
@@ -49,23 +53,18 @@ def _lock_id(org: str, key: str) -> int:
 
 
 async def claim(
-    session: AsyncSession, *, org: str, key: str, request_sha256: str, now: datetime, ttl: timedelta
+    db: AsyncConnection, *, org: str, key: str, request_sha256: str, now: datetime, ttl: timedelta
 ) -> Claim:
     """Decide what a request carrying `key` may do: proceed, replay, or be refused."""
-    if session.get_bind().dialect.name == "postgresql":
-        locked = (await session.execute(_TRY_LOCK, {"lock_id": _lock_id(org, key)})).scalar()
+    if db.dialect.name == "postgresql":
+        locked = (await db.execute(_TRY_LOCK, {"lock_id": _lock_id(org, key)})).scalar()
         if not locked:
             raise Conflict("A request with this Idempotency-Key is still in progress.")
-    found = (
-        await session.execute(
-            select(_KEYS.c.request_sha256, _KEYS.c.referral_id, _KEYS.c.created_at).where(
-                _KEYS.c.org == org, _KEYS.c.key == key
-            )
-        )
-    ).first()
+    key_params = {"org": org, "key": key}
+    found = (await db.execute(_FIND_KEY, key_params)).first()
     if found is not None and as_utc(found.created_at) + ttl < now:
         # Past its retention: the key may be used afresh.
-        await session.execute(delete(_KEYS).where(_KEYS.c.org == org, _KEYS.c.key == key))
+        await db.execute(_FORGET_KEY, key_params)
         found = None
     if found is None:
         return Claim(org, key, request_sha256, None)
@@ -74,14 +73,15 @@ async def claim(
     return Claim(org, key, request_sha256, str(found.referral_id))
 
 
-async def record(session: AsyncSession, claim: Claim, *, referral_id: str, now: datetime) -> None:
+async def record(db: AsyncConnection, claim: Claim, *, referral_id: str, now: datetime) -> None:
     """Store the key with the referral it created, in the referral's own transaction."""
-    await session.execute(
-        insert(_KEYS).values(
-            org=claim.org,
-            key=claim.key,
-            request_sha256=claim.request_sha256,
-            referral_id=referral_id,
-            created_at=now,
-        )
+    await db.execute(
+        _INSERT_KEY,
+        {
+            "org": claim.org,
+            "key": claim.key,
+            "request_sha256": claim.request_sha256,
+            "referral_id": referral_id,
+            "created_at": now,
+        },
     )

@@ -6,20 +6,19 @@ import base64
 import binascii
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import and_, bindparam, or_, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from eligibility import Decision, ReferralFacts, Ruleset, evaluate
 from service import audit, idempotency
 from service.canonical import as_utc, canonical_json, sha256_hex
 from service.context import RequestContext
 from service.errors import AuditNote, FieldProblem, InvalidContent, NotFound, audited
-from service.models import REFERRALS, Referral
+from service.models import REFERRALS
 from service.references import new_reference
 from service.tokens import SCOPE_TRIAGE
 from service.validation import date_problems
@@ -38,8 +37,39 @@ class Submission:
 
 
 @dataclass(frozen=True, slots=True)
+class ReferralRecord:
+    """A stored referral as plain data (the hot paths use SQLAlchemy Core, not the ORM)."""
+
+    id: str
+    reference: str
+    org: str
+    submitted_by: str
+    received_at: datetime
+    updated_at: datetime
+    status: str
+    outcome: str
+    priority: str
+    eligible: bool
+    provisional: bool
+    safeguarding_alert: bool
+    ruleset_id: str
+    ruleset_version: str
+    ruleset_sha256: str
+    payload: dict[str, Any]
+    decision: dict[str, Any]
+
+    @classmethod
+    def from_row(cls, row: Any) -> ReferralRecord:
+        return cls(**row._mapping)
+
+    def columns(self) -> dict[str, Any]:
+        # Not dataclasses.asdict: that deep-copies the payload and decision on every insert.
+        return {name: getattr(self, name) for name in _COLUMNS}
+
+
+@dataclass(frozen=True, slots=True)
 class Created:
-    referral: Referral
+    referral: ReferralRecord
     replayed: bool
 
 
@@ -73,10 +103,11 @@ async def create_referral(
 ) -> Created:
     """Validate, decide and store a referral with its idempotency record and audit event."""
     check_submission(submission, ruleset, today)
+    db = await session.connection()
     claim = None
     if idempotency_key is not None:
         claim = await idempotency.claim(
-            session,
+            db,
             org=ctx.caller.org,
             key=idempotency_key,
             request_sha256=sha256_hex(canonical_json(submission.payload)),
@@ -84,26 +115,27 @@ async def create_referral(
             ttl=idempotency_ttl,
         )
         if claim.replay_of is not None:
-            original = await session.get(Referral, claim.replay_of)
+            original = await _find(db, claim.replay_of)
             if original is None:  # pragma: no cover - the record and referral commit together
                 raise NotFound("The referral for this Idempotency-Key no longer exists.")
-            await _audit_created(session, ctx, original, now, replayed=True)
+            await _audit_created(db, ctx, original, now, replayed=True)
             return Created(original, replayed=True)
 
     decision = evaluate(submission.facts, ruleset, today)
-    referral = _new_referral(ctx, submission, decision, now)
-    await _insert_with_unique_reference(session, referral)
+    referral = await _insert_with_unique_reference(
+        db, _new_referral(ctx, submission, decision, now)
+    )
     if claim is not None:
-        await idempotency.record(session, claim, referral_id=referral.id, now=now)
-    await _audit_created(session, ctx, referral, now, replayed=False)
+        await idempotency.record(db, claim, referral_id=referral.id, now=now)
+    await _audit_created(db, ctx, referral, now, replayed=False)
     return Created(referral, replayed=False)
 
 
 def _new_referral(
     ctx: RequestContext, submission: Submission, decision: Decision, now: datetime
-) -> Referral:
+) -> ReferralRecord:
     identity = decision.ruleset
-    return Referral(
+    return ReferralRecord(
         id=str(uuid.uuid4()),
         reference=new_reference(),
         org=ctx.caller.org,
@@ -124,34 +156,45 @@ def _new_referral(
     )
 
 
-async def _insert_with_unique_reference(session: AsyncSession, referral: Referral) -> None:
+# Built once, as text: SQLAlchemy cannot cache a dialect INSERT … ON CONFLICT, and building and
+# compiling it per request cost more than the rest of the request. The same SQL runs on
+# PostgreSQL and SQLite; the column list and types come from the table, so they cannot drift.
+_COLUMNS = [c.name for c in _REFERRALS.columns]
+_INSERT_REFERRAL = text(
+    f"INSERT INTO referrals ({', '.join(_COLUMNS)}) "
+    f"VALUES ({', '.join(':' + name for name in _COLUMNS)}) "
+    "ON CONFLICT (reference) DO NOTHING RETURNING id"
+).bindparams(*(bindparam(c.name, type_=c.type) for c in _REFERRALS.columns))
+_SELECT_REFERRAL = select(_REFERRALS).where(_REFERRALS.c.id == bindparam("referral_id"))
+
+
+async def _insert_with_unique_reference(
+    db: AsyncConnection, referral: ReferralRecord
+) -> ReferralRecord:
     # A clash of random references is rare but possible; ON CONFLICT DO NOTHING lets us draw
     # again without aborting the transaction (a failed INSERT would, on PostgreSQL).
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    values = {c.name: getattr(referral, c.name) for c in _REFERRALS.columns}
     for _ in range(5):
-        statement = (
-            dialect.insert(_REFERRALS)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=["reference"])
-            .returning(_REFERRALS.c.id)
-        )
-        if (await session.execute(statement)).first() is not None:
-            return
-        values["reference"] = referral.reference = new_reference()
+        if (await db.execute(_INSERT_REFERRAL, referral.columns())).first() is not None:
+            return referral
+        referral = replace(referral, reference=new_reference())
     raise RuntimeError("could not draw a unique referral reference")
 
 
+async def _find(db: AsyncConnection, referral_id: str) -> ReferralRecord | None:
+    row = (await db.execute(_SELECT_REFERRAL, {"referral_id": referral_id})).first()
+    return None if row is None else ReferralRecord.from_row(row)
+
+
 async def _audit_created(
-    session: AsyncSession,
+    db: AsyncConnection,
     ctx: RequestContext,
-    referral: Referral,
+    referral: ReferralRecord,
     now: datetime,
     *,
     replayed: bool,
 ) -> None:
     await audit.append(
-        session,
+        db,
         ctx,
         action="referral.created",
         resource_type="referral",
@@ -169,10 +212,10 @@ async def _audit_created(
 
 
 async def get_visible_referral(
-    *, session: AsyncSession, ctx: RequestContext, referral_id: str, action: str
-) -> Referral:
+    *, db: AsyncConnection, ctx: RequestContext, referral_id: str, action: str
+) -> ReferralRecord:
     """The referral if the caller may see it. Another organisation's is 404, and audited."""
-    referral = await session.get(Referral, referral_id)
+    referral = await _find(db, referral_id)
     if referral is None:
         raise audited(
             NotFound("No referral with this id."),
@@ -200,13 +243,12 @@ async def read_referral(
     referral_id: str,
     now: datetime,
     status_only: bool = False,
-) -> Referral:
+) -> ReferralRecord:
     action = "referral.status_read" if status_only else "referral.read"
-    referral = await get_visible_referral(
-        session=session, ctx=ctx, referral_id=referral_id, action=action
-    )
+    db = await session.connection()
+    referral = await get_visible_referral(db=db, ctx=ctx, referral_id=referral_id, action=action)
     await audit.append(
-        session,
+        db,
         ctx,
         action=action,
         resource_type="referral",
@@ -227,11 +269,11 @@ class ListFilters:
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    items: list[Referral]
+    items: list[ReferralRecord]
     next_cursor: str | None
 
 
-def encode_cursor(referral: Referral) -> str:
+def encode_cursor(referral: ReferralRecord) -> str:
     raw = json.dumps([as_utc(referral.received_at).isoformat(), referral.id]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
@@ -259,7 +301,7 @@ async def list_referrals(
     """Newest first, keyset-paged on (received_at, id): referrals that arrive while a client is
     paging land before its cursor, so no page repeats or skips an item."""
     t = _REFERRALS.c
-    query = select(Referral)
+    query = select(_REFERRALS)
     if not ctx.caller.has(SCOPE_TRIAGE):
         query = query.where(t.org == ctx.caller.org)
     if filters.status:
@@ -276,10 +318,11 @@ async def list_referrals(
             or_(t.received_at < received_at, and_(t.received_at == received_at, t.id < last_id))
         )
     query = query.order_by(t.received_at.desc(), t.id.desc()).limit(limit + 1)
-    rows = list((await session.execute(query)).scalars())
+    db = await session.connection()
+    rows = [ReferralRecord.from_row(r) for r in await db.execute(query)]
     items, more = rows[:limit], len(rows) > limit
     await audit.append(
-        session,
+        db,
         ctx,
         action="referral.listed",
         resource_type="referral",
@@ -304,7 +347,7 @@ async def check_eligibility(
     check_submission(submission, ruleset, as_of)
     decision = evaluate(submission.facts, ruleset, as_of)
     await audit.append(
-        session,
+        await session.connection(),
         ctx,
         action="eligibility.checked",
         resource_type="eligibility",

@@ -10,6 +10,7 @@ import logging
 import math
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -48,6 +49,8 @@ JWKS_MIN_FETCH_INTERVAL_SECONDS = 10.0
 # While the IdP is unreachable, keys it served stay trusted this much past their TTL.
 JWKS_STALE_GRACE_SECONDS = 900.0
 _JWKS_MAX_BYTES = 256 * 1024
+VERIFIED_TOKEN_SECONDS = 60.0
+VERIFIED_TOKENS_KEPT = 4096
 _JWKS_MAX_KEYS = 64
 
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
@@ -167,6 +170,8 @@ class TokenVerifier:
         self._jwks_attempted_at: float | None = None
         self._jwks_ttl = max(float(settings.jwks_cache_seconds), JWKS_MIN_FETCH_INTERVAL_SECONDS)
         self._jwks_lock = asyncio.Lock()
+        # token -> (caller, expiry in wall time, re-verify at on the monotonic clock)
+        self._verified: OrderedDict[str, tuple[Caller, float, float]] = OrderedDict()
 
     async def aclose(self) -> None:
         # A client passed in belongs to the caller, who closes it.
@@ -179,6 +184,12 @@ class TokenVerifier:
             raise InvalidToken("token missing")
         if len(token) > self._max_bytes:
             raise InvalidToken("token too large")
+        remembered = self._verified.get(token)
+        if remembered is not None:
+            caller, expires, recheck_at = remembered
+            if time.time() < expires and self._clock() < recheck_at:
+                return caller
+            del self._verified[token]
         if not token.isascii() or not _COMPACT_JWS.fullmatch(token):
             raise InvalidToken("malformed token")
         alg, kid = _header(token[: token.index(".")])
@@ -206,7 +217,19 @@ class TokenVerifier:
         except Exception:
             # jose lets odd claim types escape (e.g. int() of a list); still a refusal.
             raise InvalidToken("malformed claims") from None
-        return self._caller(claims)
+        caller = self._caller(claims)
+        self._remember(token, caller, float(claims["exp"]))
+        return caller
+
+    def _remember(self, token: str, caller: Caller, expires: float) -> None:
+        # Partner systems send the same token until it expires: verifying its signature again
+        # on every request is the single largest cost of authentication. A verified token is
+        # trusted from memory until it expires (with the leeway jose allows), and for at most
+        # VERIFIED_TOKEN_SECONDS, so that a key withdrawn from the JWKS stops working soon.
+        recheck_at = self._clock() + VERIFIED_TOKEN_SECONDS
+        self._verified[token] = (caller, expires + self._leeway, recheck_at)
+        if len(self._verified) > VERIFIED_TOKENS_KEPT:
+            self._verified.popitem(last=False)
 
     def _caller(self, claims: Mapping[str, Any]) -> Caller:
         for name in ("exp", "nbf", "iat"):

@@ -31,10 +31,12 @@ _EVENTS = AUDIT_EVENTS
 _HEADS = AUDIT_CHAIN_HEADS
 
 # Take any head nobody holds; only if every chain is busy, wait for one chosen at random.
-_PG_TAKE_FREE_HEAD = text(
+# (Also embedded by the intake statement, which takes its head in the same round trip.)
+PG_FREE_HEAD_SQL = (
     "SELECT chain, chain_seq, hash, nextval(pg_get_serial_sequence('audit_events', 'seq')) "
-    "FROM audit_chain_heads ORDER BY random() LIMIT 1 FOR UPDATE SKIP LOCKED"
+    "AS seq FROM audit_chain_heads ORDER BY random() LIMIT 1 FOR UPDATE SKIP LOCKED"
 )
+_PG_TAKE_FREE_HEAD = text(PG_FREE_HEAD_SQL)
 _PG_WAIT_FOR_HEAD = text(
     "SELECT chain, chain_seq, hash, nextval(pg_get_serial_sequence('audit_events', 'seq')) "
     "FROM audit_chain_heads WHERE chain = :chain FOR UPDATE"
@@ -90,6 +92,28 @@ def event_document(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class TakenHead:
+    """A chain's head, locked by this transaction, and the sequence number for the next event."""
+
+    chain: int
+    chain_seq: int
+    hash: str
+    next_seq: int
+
+
+async def take_head(db: AsyncConnection) -> TakenHead:
+    """Lock a chain's head until the transaction ends: take it late, just before appending."""
+    if db.dialect.name == "postgresql":
+        head = (await db.execute(_PG_TAKE_FREE_HEAD)).first()
+        if head is None:
+            chosen = random.randrange(AUDIT_CHAINS)
+            head = (await db.execute(_PG_WAIT_FOR_HEAD, {"chain": chosen})).one()
+    else:
+        head = (await db.execute(_SQLITE_TAKE_HEAD)).one()
+    return TakenHead(int(head[0]), int(head[1]), str(head[2]), int(head[3]))
+
+
 async def append(
     db: AsyncConnection,
     ctx: RequestContext,
@@ -100,21 +124,18 @@ async def append(
     outcome: str,
     now: datetime,
     details: dict[str, Any] | None = None,
+    head: TakenHead | None = None,
 ) -> str:
     """Append one event to a chain in the session's transaction; returns the event's hash.
 
-    Call it last in a unit of work: the chain's head stays locked until the commit.
+    Call it last in a unit of work: the chain's head stays locked until the commit. A caller
+    that already holds a head (taken in one of its own statements) passes it in.
     `details` must hold ids, codes and counts only, never personal data.
     """
     postgres = db.dialect.name == "postgresql"
-    if postgres:
-        head = (await db.execute(_PG_TAKE_FREE_HEAD)).first()
-        if head is None:
-            chosen = random.randrange(AUDIT_CHAINS)
-            head = (await db.execute(_PG_WAIT_FOR_HEAD, {"chain": chosen})).one()
-    else:
-        head = (await db.execute(_SQLITE_TAKE_HEAD)).one()
-    chain, chain_seq, prev_hash, seq = int(head[0]), int(head[1]) + 1, str(head[2]), int(head[3])
+    if head is None:
+        head = await take_head(db)
+    chain, chain_seq, prev_hash, seq = head.chain, head.chain_seq + 1, head.hash, head.next_seq
 
     row: dict[str, Any] = {
         "seq": seq,

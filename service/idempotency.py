@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, text
+from sqlalchemy import Row, bindparam, delete, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.canonical import as_utc
@@ -20,7 +21,11 @@ from service.errors import Conflict, FieldProblem, InvalidContent
 from service.models import IDEMPOTENCY_KEYS
 
 _KEYS = IDEMPOTENCY_KEYS
-_TRY_LOCK = text("SELECT pg_try_advisory_xact_lock(:lock_id)")
+_PG_LOCK_AND_FIND = text(
+    "SELECT pg_try_advisory_xact_lock(:lock_id) AS locked, k.request_sha256, k.referral_id, "
+    "k.created_at FROM (SELECT 1) AS one LEFT JOIN idempotency_keys AS k "
+    "ON k.org = :org AND k.key = :key"
+)
 _THIS_KEY = (_KEYS.c.org == bindparam("org")) & (_KEYS.c.key == bindparam("key"))
 _FIND_KEY = select(_KEYS.c.request_sha256, _KEYS.c.referral_id, _KEYS.c.created_at).where(_THIS_KEY)
 _FORGET_KEY = delete(_KEYS).where(_THIS_KEY)
@@ -56,12 +61,19 @@ async def claim(
     db: AsyncConnection, *, org: str, key: str, request_sha256: str, now: datetime, ttl: timedelta
 ) -> Claim:
     """Decide what a request carrying `key` may do: proceed, replay, or be refused."""
-    if db.dialect.name == "postgresql":
-        locked = (await db.execute(_TRY_LOCK, {"lock_id": _lock_id(org, key)})).scalar()
-        if not locked:
-            raise Conflict("A request with this Idempotency-Key is still in progress.")
     key_params = {"org": org, "key": key}
-    found = (await db.execute(_FIND_KEY, key_params)).first()
+    found: Row[Any] | None
+    if db.dialect.name == "postgresql":
+        # The lock and the lookup in one round trip. The lookup's snapshot can predate a
+        # commit that released the lock; intake's key insert (ON CONFLICT) catches that case.
+        looked = (
+            await db.execute(_PG_LOCK_AND_FIND, {**key_params, "lock_id": _lock_id(org, key)})
+        ).one()
+        if not looked.locked:
+            raise Conflict("A request with this Idempotency-Key is still in progress.")
+        found = None if looked.request_sha256 is None else looked
+    else:
+        found = (await db.execute(_FIND_KEY, key_params)).first()
     if found is not None and as_utc(found.created_at) + ttl < now:
         # Past its retention: the key may be used afresh.
         await db.execute(_FORGET_KEY, key_params)

@@ -6,25 +6,25 @@ import base64
 import binascii
 import json
 import uuid
-from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
+from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, or_, select, text
+from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from eligibility import Decision, ReferralFacts, Ruleset, evaluate
-from service import audit, idempotency
-from service.canonical import as_utc, canonical_json, sha256_hex
+from service import audit
+from service.canonical import as_utc
 from service.context import RequestContext
 from service.errors import AuditNote, FieldProblem, InvalidContent, NotFound, audited
 from service.models import REFERRALS
-from service.references import new_reference
 from service.tokens import SCOPE_TRIAGE
 from service.validation import date_problems
 
 INITIAL_STATUS = "awaiting_triage"
 _REFERRALS = REFERRALS
+COLUMNS = [c.name for c in _REFERRALS.columns]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,13 +64,7 @@ class ReferralRecord:
 
     def columns(self) -> dict[str, Any]:
         # Not dataclasses.asdict: that deep-copies the payload and decision on every insert.
-        return {name: getattr(self, name) for name in _COLUMNS}
-
-
-@dataclass(frozen=True, slots=True)
-class Created:
-    referral: ReferralRecord
-    replayed: bool
+        return {name: getattr(self, name) for name in COLUMNS}
 
 
 def check_submission(submission: Submission, ruleset: Ruleset, as_of: date) -> None:
@@ -90,132 +84,19 @@ def check_submission(submission: Submission, ruleset: Ruleset, as_of: date) -> N
         raise InvalidContent(problems)
 
 
-async def create_referral(
-    *,
-    session: AsyncSession,
-    ctx: RequestContext,
-    submission: Submission,
-    ruleset: Ruleset,
-    now: datetime,
-    today: date,
-    idempotency_key: str | None,
-    idempotency_ttl: timedelta,
-) -> Created:
-    """Validate, decide and store a referral with its idempotency record and audit event."""
-    check_submission(submission, ruleset, today)
-    db = await session.connection()
-    claim = None
-    if idempotency_key is not None:
-        claim = await idempotency.claim(
-            db,
-            org=ctx.caller.org,
-            key=idempotency_key,
-            request_sha256=sha256_hex(canonical_json(submission.payload)),
-            now=now,
-            ttl=idempotency_ttl,
-        )
-        if claim.replay_of is not None:
-            original = await _find(db, claim.replay_of)
-            if original is None:  # pragma: no cover - the record and referral commit together
-                raise NotFound("The referral for this Idempotency-Key no longer exists.")
-            await _audit_created(db, ctx, original, now, replayed=True)
-            return Created(original, replayed=True)
-
-    decision = evaluate(submission.facts, ruleset, today)
-    referral = await _insert_with_unique_reference(
-        db, _new_referral(ctx, submission, decision, now)
-    )
-    if claim is not None:
-        await idempotency.record(db, claim, referral_id=referral.id, now=now)
-    await _audit_created(db, ctx, referral, now, replayed=False)
-    return Created(referral, replayed=False)
-
-
-def _new_referral(
-    ctx: RequestContext, submission: Submission, decision: Decision, now: datetime
-) -> ReferralRecord:
-    identity = decision.ruleset
-    return ReferralRecord(
-        id=str(uuid.uuid4()),
-        reference=new_reference(),
-        org=ctx.caller.org,
-        submitted_by=ctx.caller.sub,
-        received_at=now,
-        updated_at=now,
-        status=INITIAL_STATUS,
-        outcome=decision.outcome,
-        priority=decision.priority,
-        eligible=decision.eligible,
-        provisional=decision.provisional,
-        safeguarding_alert=decision.safeguarding_alert,
-        ruleset_id=identity.id,
-        ruleset_version=identity.version,
-        ruleset_sha256=identity.sha256,
-        payload=submission.payload,
-        decision=decision.to_dict(),
-    )
-
-
-# Built once, as text: SQLAlchemy cannot cache a dialect INSERT … ON CONFLICT, and building and
-# compiling it per request cost more than the rest of the request. The same SQL runs on
-# PostgreSQL and SQLite; the column list and types come from the table, so they cannot drift.
-_COLUMNS = [c.name for c in _REFERRALS.columns]
-_INSERT_REFERRAL = text(
-    f"INSERT INTO referrals ({', '.join(_COLUMNS)}) "
-    f"VALUES ({', '.join(':' + name for name in _COLUMNS)}) "
-    "ON CONFLICT (reference) DO NOTHING RETURNING id"
-).bindparams(*(bindparam(c.name, type_=c.type) for c in _REFERRALS.columns))
 _SELECT_REFERRAL = select(_REFERRALS).where(_REFERRALS.c.id == bindparam("referral_id"))
 
 
-async def _insert_with_unique_reference(
-    db: AsyncConnection, referral: ReferralRecord
-) -> ReferralRecord:
-    # A clash of random references is rare but possible; ON CONFLICT DO NOTHING lets us draw
-    # again without aborting the transaction (a failed INSERT would, on PostgreSQL).
-    for _ in range(5):
-        if (await db.execute(_INSERT_REFERRAL, referral.columns())).first() is not None:
-            return referral
-        referral = replace(referral, reference=new_reference())
-    raise RuntimeError("could not draw a unique referral reference")
-
-
-async def _find(db: AsyncConnection, referral_id: str) -> ReferralRecord | None:
+async def find(db: AsyncConnection, referral_id: str) -> ReferralRecord | None:
     row = (await db.execute(_SELECT_REFERRAL, {"referral_id": referral_id})).first()
     return None if row is None else ReferralRecord.from_row(row)
-
-
-async def _audit_created(
-    db: AsyncConnection,
-    ctx: RequestContext,
-    referral: ReferralRecord,
-    now: datetime,
-    *,
-    replayed: bool,
-) -> None:
-    await audit.append(
-        db,
-        ctx,
-        action="referral.created",
-        resource_type="referral",
-        resource_id=referral.id,
-        outcome="replayed" if replayed else "success",
-        now=now,
-        details={
-            "reference": referral.reference,
-            "outcome": referral.outcome,
-            "priority": referral.priority,
-            "safeguarding_alert": referral.safeguarding_alert,
-            "ruleset_version": referral.ruleset_version,
-        },
-    )
 
 
 async def get_visible_referral(
     *, db: AsyncConnection, ctx: RequestContext, referral_id: str, action: str
 ) -> ReferralRecord:
     """The referral if the caller may see it. Another organisation's is 404, and audited."""
-    referral = await _find(db, referral_id)
+    referral = await find(db, referral_id)
     if referral is None:
         raise audited(
             NotFound("No referral with this id."),

@@ -29,7 +29,7 @@ from api.schemas.referrals import (
     ReferralStatusPublic,
 )
 from api.views import referral_public, referral_status, referral_summary, submission_of
-from service import metrics, referrals
+from service import intake, metrics, referrals
 
 router = APIRouter(prefix="/v1/referrals", tags=["referrals"])
 
@@ -65,7 +65,7 @@ async def create_referral(
 ) -> ReferralPublic:
     """Submit a referral (scope `referrals:submit`). It is checked against the active rules at
     once and comes back with a provisional decision, a short reference and its id."""
-    created = await referrals.create_referral(
+    created = await intake.create_referral(
         session=db,
         ctx=ctx,
         submission=submission_of(body),

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from api.app import create_app
-from service import referrals as referrals_service
+from service import intake
 from tests.conftest import make_settings
 from tests.factories import make_referral_body
 
@@ -286,7 +286,7 @@ async def test_a_crash_is_a_bare_500_problem(
     async def crash(**_kwargs: Any) -> Any:
         raise RuntimeError(f"lookup failed for {NAME} {SURNAME} ({NHS})")
 
-    monkeypatch.setattr(referrals_service, "create_referral", crash)
+    monkeypatch.setattr(intake, "create_referral", crash)
     response = await client.post("/v1/referrals", json=make_referral_body(), headers=auth())
     problem(response, 500)
     for secret in (NAME, SURNAME, NHS, "RuntimeError", "lookup failed"):

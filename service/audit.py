@@ -24,7 +24,7 @@ from service.canonical import canonical_json, sha256_hex, utc_timestamp
 from service.context import RequestContext
 from service.models import AUDIT_CHAIN_HEADS, AUDIT_EVENTS
 
-AUDIT_CHAINS = 8  # seeded by migration 0001
+AUDIT_CHAINS = 32  # seeded by migrations 0001 (8) and 0003 (to 32)
 GENESIS_HASH = "0" * 64
 
 _EVENTS = AUDIT_EVENTS

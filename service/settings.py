@@ -39,8 +39,10 @@ class Settings(BaseSettings):
 
     env: Environment = Environment.production
     database_url: str = f"sqlite+aiosqlite:///{VAR_DIR / 'referrals.db'}"
-    db_pool_size: int = Field(default=8, ge=1, le=100)
-    db_max_overflow: int = Field(default=4, ge=0, le=100)
+    # A fixed pool: overflow connections are opened and closed under bursts, and each opening
+    # costs a PostgreSQL backend; waiting briefly for a pooled connection is cheaper.
+    db_pool_size: int = Field(default=10, ge=1, le=100)
+    db_max_overflow: int = Field(default=0, ge=0, le=100)
 
     jwt_issuer: str = "https://dev.referrals.local"
     jwt_audience: str = "referral-api"

@@ -1,0 +1,1 @@
+"""The two comparison servers of the benchmark; never part of the product."""

@@ -51,8 +51,9 @@ openapi-check: $(STAMP)
 
 contract: $(STAMP)
 	@test -n "$(TOKEN)" || { echo "usage: make contract URL=https://… TOKEN=…"; exit 2; }
-	$(BIN)/schemathesis run openapi/openapi.json --url "$(URL)" \
-		--header "Authorization: Bearer $(TOKEN)" --checks all --phases examples,coverage,fuzzing,stateful
+	$(BIN)/schemathesis --config-file tests/contract/schemathesis.toml run openapi/openapi.json \
+		--url "$(URL)" --header "Authorization: Bearer $(TOKEN)" \
+		--checks all --phases examples,coverage,fuzzing,stateful
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

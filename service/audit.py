@@ -30,11 +30,12 @@ GENESIS_HASH = "0" * 64
 _EVENTS = AUDIT_EVENTS
 _HEADS = AUDIT_CHAIN_HEADS
 
-# Take any head nobody holds; only if every chain is busy, wait for one chosen at random.
+# Take the first head nobody holds; only if every chain is busy, wait for one chosen at random.
+# Lowest chain first: one request at a time keeps to chain 0, and only concurrent ones spread.
 # (Also embedded by the intake statement, which takes its head in the same round trip.)
 PG_FREE_HEAD_SQL = (
     "SELECT chain, chain_seq, hash, nextval(pg_get_serial_sequence('audit_events', 'seq')) "
-    "AS seq FROM audit_chain_heads ORDER BY random() LIMIT 1 FOR UPDATE SKIP LOCKED"
+    "AS seq FROM audit_chain_heads ORDER BY chain LIMIT 1 FOR UPDATE SKIP LOCKED"
 )
 _PG_TAKE_FREE_HEAD = text(PG_FREE_HEAD_SQL)
 _PG_WAIT_FOR_HEAD = text(

@@ -540,7 +540,7 @@ async def test_two_events_with_swapped_sequence_numbers_are_found_at_the_earlier
     "statement",
     [
         "UPDATE audit_events SET outcome = 'denied'",
-        "UPDATE audit_events SET seq = seq + 1000 WHERE chain = 0",
+        "UPDATE audit_events SET seq = seq + 1000 WHERE seq = (SELECT min(seq) FROM audit_events)",
         "DELETE FROM audit_events",
         "DELETE FROM audit_events WHERE seq = (SELECT max(seq) FROM audit_events)",
         "TRUNCATE audit_events",

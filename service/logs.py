@@ -15,7 +15,11 @@ from typing import Any
 from service.settings import LogFormat, Settings
 
 # Attributes every LogRecord has; anything else was passed in `extra=` and is ours to print.
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "color_message",  # uvicorn passes an ANSI-coloured copy of its message
+}
 
 
 class JsonFormatter(logging.Formatter):

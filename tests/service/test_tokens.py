@@ -1175,7 +1175,7 @@ async def test_jwks_failure_backs_off_instead_of_fetching_on_every_request(
 async def test_verifier_closes_the_http_client_it_made(jwks_settings: Settings) -> None:
     verifier = TokenVerifier(jwks_settings)
     await verifier.aclose()
-    assert verifier._http is not None and verifier._http.is_closed
+    assert verifier._jwks is not None and verifier._jwks._http.is_closed
 
 
 # --- development key pair -----------------------------------------------------------------

@@ -36,6 +36,11 @@ REFERRALS = Counter(
     "Referrals stored, by outcome and priority.",
     ["outcome", "priority"],
 )
+SAFEGUARDING_ALERTS = Counter(
+    "referral_safeguarding_alerts_total",
+    "Referrals stored with a safeguarding alert (immediate risk reported): each needs the "
+    "referrer to have contacted children's social care or the police.",
+)
 AUDIT_HEAD_SEQ = Gauge(
     "referral_audit_head_seq",
     "Highest audit sequence number this service has written.",

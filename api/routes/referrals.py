@@ -81,6 +81,8 @@ async def create_referral(
     else:
         counter = metrics.REFERRALS.labels(created.referral.outcome, created.referral.priority)
         after_commit(db, counter.inc)
+        if created.referral.safeguarding_alert:
+            after_commit(db, metrics.SAFEGUARDING_ALERTS.inc)
     return referral_public(created.referral)
 
 

@@ -78,6 +78,15 @@ async def test_metrics_count_requests_by_route_template_and_referrals_by_outcome
     assert not [p for p in PERSONAL if p in text]
 
 
+async def test_safeguarding_alerts_are_counted(client: httpx.AsyncClient, auth) -> None:
+    before = sample("referral_safeguarding_alerts_total")
+    calm = make_referral_body()
+    alarming = make_referral_body(safeguarding__immediate_risk=True)
+    for body in (calm, alarming):
+        assert (await client.post("/v1/referrals", json=body, headers=auth())).status_code == 201
+    assert sample("referral_safeguarding_alerts_total") == before + 1
+
+
 async def test_a_replay_is_not_counted_as_a_new_referral(client: httpx.AsyncClient, auth) -> None:
     headers = {**auth(), "Idempotency-Key": "count-me-once"}
     before = sample("referral_referrals_created_total", outcome="step_up", priority="routine")

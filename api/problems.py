@@ -6,6 +6,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -205,11 +206,36 @@ async def _on_database_down(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+# SQLSTATE classes that mean "not now" rather than "wrong": connection exceptions (08),
+# transaction rollbacks such as deadlocks and serialisation failures (40), insufficient
+# resources such as too many connections (53), and operator intervention: shutting down,
+# starting up, query cancelled (57).
+_TRY_AGAIN_CLASSES = ("08", "40", "53", "57")
+
+
+def _try_again(error: object) -> bool:
+    sqlstate = getattr(error, "sqlstate", None) or ""
+    return isinstance(sqlstate, str) and sqlstate[:2] in _TRY_AGAIN_CLASSES
+
+
 async def _on_dbapi_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DBAPIError)
-    if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError):
+    if (
+        exc.connection_invalidated
+        or isinstance(exc, OperationalError | InterfaceError)
+        or _try_again(exc.orig)
+    ):
         return await _on_database_down(request, exc)
     logger.error("database error", extra={"error": type(exc.orig).__name__})
+    return internal_error(request)
+
+
+async def _on_driver_error(request: Request, exc: Exception) -> JSONResponse:
+    # asyncpg raises some errors while connecting (server starting up or shutting down, too
+    # many connections) without SQLAlchemy wrapping them.
+    if isinstance(exc, asyncpg.InterfaceError) or _try_again(exc):
+        return await _on_database_down(request, exc)
+    logger.error("database error", extra={"error": type(exc).__name__})
     return internal_error(request)
 
 
@@ -229,6 +255,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(UnknownCodeError, _on_unknown_code)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(DBAPIError, _on_dbapi_error)
+    app.add_exception_handler(asyncpg.PostgresError, _on_driver_error)
+    app.add_exception_handler(asyncpg.InterfaceError, _on_driver_error)
     app.add_exception_handler(PoolTimeout, _on_database_down)
     app.add_exception_handler(OSError, _on_database_down)
     app.add_exception_handler(TimeoutError, _on_database_down)

@@ -28,7 +28,7 @@ _PG_LOCK_AND_FIND = text(
 )
 _THIS_KEY = (_KEYS.c.org == bindparam("org")) & (_KEYS.c.key == bindparam("key"))
 _FIND_KEY = select(_KEYS.c.request_sha256, _KEYS.c.referral_id, _KEYS.c.created_at).where(_THIS_KEY)
-_FORGET_KEY = delete(_KEYS).where(_THIS_KEY)
+_FORGET_KEY = delete(_KEYS).where(_THIS_KEY, _KEYS.c.created_at == bindparam("seen"))
 _INSERT_KEY = insert(_KEYS)
 
 
@@ -75,8 +75,11 @@ async def claim(
     else:
         found = (await db.execute(_FIND_KEY, key_params)).first()
     if found is not None and as_utc(found.created_at) + ttl < now:
-        # Past its retention: the key may be used afresh.
-        await db.execute(_FORGET_KEY, key_params)
+        # Past its retention: the key may be used afresh. Only the very row we saw is removed:
+        # if another instance replaced it meanwhile, that request is (or was just) in flight.
+        forgotten = await db.execute(_FORGET_KEY, {**key_params, "seen": found.created_at})
+        if forgotten.rowcount != 1:
+            raise Conflict("A request with this Idempotency-Key is still in progress.")
         found = None
     if found is None:
         return Claim(org, key, request_sha256, None)

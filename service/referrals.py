@@ -164,7 +164,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         padded = cursor + "=" * (-len(cursor) % 4)
         received, referral_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
         return as_utc(datetime.fromisoformat(received)), str(uuid.UUID(referral_id))
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, TypeError, AttributeError, OverflowError, binascii.Error):
         raise InvalidContent(
             [FieldProblem("cursor", "is not a cursor this service issued")]
         ) from None

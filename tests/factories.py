@@ -16,8 +16,8 @@ def today() -> date:
 def make_referral_body(**overrides: Any) -> dict[str, Any]:
     """A valid referral that the default rules step up (score 3: domestic abuse + 6 weeks).
 
-    Overrides use double underscores for nesting: `infant__nhs_number="..."`; the value
-    `REMOVE` deletes the key.
+    Overrides use double underscores for nesting (`infant__nhs_number="..."`, list items by
+    index: `caregivers__0__phone`); the value `REMOVE` deletes the key.
     """
     born = today() - timedelta(days=120)
     body: dict[str, Any] = {
@@ -67,7 +67,7 @@ def make_referral_body(**overrides: Any) -> dict[str, Any]:
         *parents, leaf = path.split("__")
         target = body
         for part in parents:
-            target = target[part]
+            target = target[int(part)] if isinstance(target, list) else target[part]
         if value is REMOVE:
             target.pop(leaf, None)
         else:

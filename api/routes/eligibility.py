@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from api.deps import JSON_BODY_ONLY, CanSubmit, ClockDep, RulesetDep, SessionDep
 from api.openapi_docs import REFERRAL_EXAMPLES, responses
+from api.schemas.common import EvaluationDate
 from api.schemas.referrals import Decision, ReferralCreate
 from api.views import submission_of
 from service import referrals
@@ -30,7 +30,7 @@ async def check_eligibility(
     now: ClockDep,
     ruleset: RulesetDep,
     as_of: Annotated[
-        date | None,
+        EvaluationDate | None,
         Query(
             description="Evaluate the rules (and the body's date checks) at this date; "
             "default today in the service's time zone."

@@ -14,6 +14,7 @@ from pydantic import (
     Field,
     Strict,
     StringConstraints,
+    WithJsonSchema,
 )
 
 from service.validation import normalise_nhs_number, normalise_postcode
@@ -33,11 +34,20 @@ class ResponseModel(BaseModel):
 
 # Whitespace spelt out: `\s` means different sets in JSON Schema's regex dialect (ECMA-262),
 # Python and pydantic's Rust engine, so a schema-valid value could be refused (e.g. U+0085).
-_SOME_TEXT = r"[^ \t\n\r\f\v]"
+_SPACES = " \t\n\r\f\v"
+_SOME_TEXT = r"[^ \t\n\r\f\v]"  # one character that is not one of _SPACES
+
+
+def _trim(text: str) -> str:
+    # The same spaces as the pattern: str.strip() would also remove characters the pattern
+    # counts as text (e.g. U+001C), leaving an empty name that was valid when sent.
+    return text.strip(_SPACES)
+
+
 Name = Annotated[
     str,
     StringConstraints(min_length=1, max_length=100, pattern=_SOME_TEXT),
-    AfterValidator(str.strip),
+    AfterValidator(_trim),
 ]
 Email = Annotated[
     str,
@@ -79,6 +89,13 @@ def _rfc3339(value: object) -> object:
     return value
 
 
+def _plausible_year(moment: date) -> date:
+    # Far-off years overflow date arithmetic (time zones, month steps) on the way in.
+    if not EARLIEST_YEAR <= moment.year <= LATEST_YEAR:
+        raise ValueError(f"must be between the years {EARLIEST_YEAR} and {LATEST_YEAR}")
+    return moment
+
+
 def _whole_number(value: object) -> object:
     # 6.0 is a JSON Schema integer too; "6" and true are not.
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -90,8 +107,20 @@ def _whole_number(value: object) -> object:
     return value
 
 
+EARLIEST_YEAR, LATEST_YEAR = 1900, 8999
+_PLAUSIBLE_YEAR = "(19|[2-8][0-9])[0-9]{2}"  # the same bounds, as the document states them
 IsoDate = Annotated[date, BeforeValidator(_iso_date)]
+EvaluationDate = Annotated[
+    date,
+    AfterValidator(_plausible_year),
+    WithJsonSchema({"type": "string", "format": "date", "pattern": f"^{_PLAUSIBLE_YEAR}-"}),
+]
 Weeks = Annotated[int, Field(ge=0, le=520), BeforeValidator(_whole_number)]
-DateTimeQuery = Annotated[datetime, BeforeValidator(_rfc3339)]
+DateTimeQuery = Annotated[
+    datetime,
+    BeforeValidator(_rfc3339),
+    AfterValidator(_plausible_year),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": f"^{_PLAUSIBLE_YEAR}-"}),
+]
 
 Code = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")]

@@ -252,3 +252,14 @@ async def test_decisions_name_the_active_ruleset(client: httpx.AsyncClient, auth
     for decision in (dry.json(), submitted.json()["decision"], read.json()["decision"]):
         assert decision["ruleset"] == pathway
     assert set(pathway) == {"id", "version", "sha256"}
+
+
+@pytest.mark.parametrize("as_of", ["0001-01-01", "9999-12-31"])
+async def test_an_evaluation_date_out_of_range_is_422(
+    client: httpx.AsyncClient, auth, problem, as_of: str
+) -> None:
+    body = make_referral_body()
+    response = await client.post(
+        "/v1/eligibility/check", params={"as_of": as_of}, json=body, headers=auth()
+    )
+    problem(response, 422, fields=("as_of",))

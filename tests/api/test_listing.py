@@ -258,3 +258,27 @@ async def test_cursor_respects_the_filters(client: httpx.AsyncClient, auth, pin_
     )
     assert second.json() == {"items": [second.json()["items"][0]], "next_cursor": None}
     assert second.json()["items"][0]["id"] == step_up[0]
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        # Well-formed base64 JSON that this service never issued.
+        "WyIyMDI2LTAxLTAxVDAwOjAwOjAwKzAwOjAwIiwgNV0",  # ["2026-01-01T00:00:00+00:00", 5]
+        "WyI5OTk5LTEyLTMxVDIzOjU5OjU5LTIzOjU5IiwgIjNmYTg1ZjY0LTU3MTctNDU2Mi1iM2ZjLTJjOTYzZjY2YWZhNiJd",
+    ],
+    ids=["id-not-a-string", "time-out-of-range"],
+)
+async def test_a_forged_cursor_is_422_not_500(
+    client: httpx.AsyncClient, auth, problem, cursor: str
+) -> None:
+    response = await client.get("/v1/referrals", params={"cursor": cursor}, headers=auth())
+    problem(response, 422, fields=("cursor",))
+
+
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+async def test_date_time_filters_out_of_range_are_422(
+    client: httpx.AsyncClient, auth, problem, moment: str
+) -> None:
+    response = await client.get("/v1/referrals", params={"received_from": moment}, headers=auth())
+    problem(response, 422, fields=("received_from",))

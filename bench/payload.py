@@ -1,6 +1,6 @@
 """What the benchmark sends: realistic ~2 KB referral bodies and a pool of signed tokens.
 
-Bodies start from tests/factories.make_referral_body() (valid, dated relative to today) and are
+Bodies start from service.examples.example_referral() (valid, dated relative to today) and are
 padded the way real referrals are: a referrer's description of up to ~1,000 characters of plain
 text, two caregivers, several concern codes, risk factors and services.
 """
@@ -18,11 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from service.devkeys import mint_token
-
-try:  # the test factory, as the issue asks; the CLI's example where tests/ is absent (images)
-    from tests.factories import make_referral_body
-except ImportError:  # pragma: no cover
-    from service.cli import example_referral as make_referral_body
+from service.examples import example_referral
 
 ISSUER = "https://idp.bench.nhs.example"
 AUDIENCE = "referral-api"
@@ -77,7 +73,7 @@ def referral_body(seed: int, today: date | None = None) -> dict[str, Any]:
     rng = random.Random(seed)
     today = today or date.today()
     given, family = rng.choice(_GIVEN), rng.choice(_FAMILY)
-    body = make_referral_body()
+    body = example_referral(date.today())
     body["referrer"] = {
         "name": f"{rng.choice(_GIVEN)} {rng.choice(_FAMILY)}",
         "role": rng.choice(_ROLES),

@@ -9,10 +9,11 @@ import os
 import signal
 import sys
 import tempfile
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from service.examples import example_referral
 from service.settings import ConfigurationError, Settings, load_settings
 
 DEFAULT_DEV_SCOPES = "referrals:submit referrals:read"
@@ -133,54 +134,8 @@ def _dev_settings() -> Settings:
         return load_settings(env="development")
 
 
-def example_referral(today: datetime | None = None) -> dict[str, Any]:
-    """A referral that the default rules step up, dated relative to today so it stays valid."""
-    now = today or datetime.now(UTC)
-    return {
-        "referrer": {
-            "name": "Sam Carter",
-            "role": "health_visitor",
-            "email": "sam.carter@nhs.example",
-            "phone": "01865 000000",
-        },
-        "infant": {
-            "given_name": "Alex",
-            "family_name": "Example",
-            "nhs_number": "9434765919",
-            "date_of_birth": (now - timedelta(days=120)).date().isoformat(),
-        },
-        "caregivers": [
-            {
-                "given_name": "Jo",
-                "family_name": "Example",
-                "relationship": "mother",
-                "phone": "07700 900000",
-            }
-        ],
-        "postcode": "OX4 1AA",
-        "concerns": {
-            "codes": ["bonding_difficulties", "negative_feelings_towards_infant"],
-            "description": "Finds it hard to feel close to the baby.",
-            "duration_weeks": 6,
-        },
-        "risk_factors": ["domestic_abuse"],
-        "safeguarding": {
-            "immediate_risk": False,
-            "child_protection_plan": False,
-            "child_in_need_plan": False,
-        },
-        "diagnosis": None,
-        "consent": {
-            "caregiver_consent": True,
-            "recorded_on": (now - timedelta(days=1)).date().isoformat(),
-        },
-        "referrer_urgency": "routine",
-        "services_involved": ["health_visiting"],
-    }
-
-
 def _example_referral(_args: argparse.Namespace) -> int:
-    print(json.dumps(example_referral(), indent=2))
+    print(json.dumps(example_referral(datetime.now(UTC).date()), indent=2))
     return 0
 
 

@@ -15,12 +15,12 @@ from api.middleware import RequestContextMiddleware
 from api.openapi_custom import customise
 from api.routes import audit, eligibility, health, pathway, referrals
 from eligibility import Ruleset, default_ruleset, load_ruleset
-from service import metrics, migrate
-from service.audit_anchor import log_head_forever
-from service.db import create_engine, is_sqlite, make_sessionmaker
-from service.logs import configure_logging
-from service.settings import Settings, get_settings
-from service.tokens import TokenVerifier
+from service.audit.anchor import log_head_forever
+from service.auth.tokens import TokenVerifier
+from service.core import metrics, migrate
+from service.core.database import create_engine, is_sqlite, make_sessionmaker
+from service.core.logs import configure_logging
+from service.core.settings import Settings, get_settings
 
 API_VERSION = "1.0.0"
 DESCRIPTION = """\

@@ -13,18 +13,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.exceptions import HTTPException
 
 from eligibility import Ruleset
-from service import audit
-from service.context import RequestContext
-from service.errors import AuditNote, DomainError, Forbidden, Unauthenticated, audited
-from service.settings import Settings
-from service.tokens import (
-    SCOPE_AUDIT,
-    SCOPE_READ,
-    SCOPE_SUBMIT,
-    SCOPE_TRIAGE,
+from service.audit import chain
+from service.auth.scopes import SCOPE_AUDIT, SCOPE_READ, SCOPE_SUBMIT, SCOPE_TRIAGE
+from service.auth.tokens import (
     InvalidToken,
     TokenVerifier,
 )
+from service.core.context import RequestContext
+from service.core.errors import AuditNote, DomainError, Forbidden, Unauthenticated, audited
+from service.core.settings import Settings
 
 # Callables run once the request's transaction has committed (e.g. counting a stored referral).
 AFTER_COMMIT = "after_commit"
@@ -133,7 +130,7 @@ async def session(request: Request, services: ServicesDep) -> AsyncIterator[Asyn
 async def _record_refusal(
     db: AsyncSession, ctx: RequestContext, note: AuditNote, now: datetime
 ) -> None:
-    await audit.append(
+    await chain.append(
         await db.connection(),
         ctx,
         action=note.action,

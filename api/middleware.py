@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.problems import internal_error, problem_response
-from service import metrics
+from service.core import metrics
 
 logger = logging.getLogger("api.errors")
 access = logging.getLogger("api.access")

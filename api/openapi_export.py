@@ -25,7 +25,7 @@ MAX_DIFF_LINES = 200
 def build_document() -> dict[str, Any]:
     """The document the service serves at /openapi.json with the default ruleset."""
     from api.app import create_app
-    from service.settings import Settings
+    from service.core.settings import Settings
 
     with tempfile.TemporaryDirectory(prefix="openapi-export-") as directory:
         # Only verification needs a key, and only a public one: a fresh throwaway will do.

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from eligibility import UnknownCodeError
-from service.errors import DomainError, FieldProblem, InvalidContent, Unavailable
+from service.core.errors import DomainError, FieldProblem, InvalidContent, Unavailable
 
 logger = logging.getLogger("api.problems")
 

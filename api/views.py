@@ -9,8 +9,8 @@ from api.schemas.referrals import (
     ReferralStatusPublic,
     ReferralSummary,
 )
-from service.canonical import as_utc
-from service.referrals import ReferralRecord, Submission
+from service.core.canonical import as_utc
+from service.referrals.queries import ReferralRecord, Submission
 
 
 def submission_of(body: ReferralCreate) -> Submission:

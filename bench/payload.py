@@ -1,8 +1,8 @@
 """What the benchmark sends: realistic ~2 KB referral bodies and a pool of signed tokens.
 
-Bodies start from service.examples.example_referral() (valid, dated relative to today) and are
-padded the way real referrals are: a referrer's description of up to ~1,000 characters of plain
-text, two caregivers, several concern codes, risk factors and services.
+Bodies start from service.referrals.examples.example_referral() (valid, dated relative to
+today) and are padded the way real referrals are: a referrer's description of up to ~1,000
+characters of plain text, two caregivers, several concern codes, risk factors and services.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from service.devkeys import mint_token
-from service.examples import example_referral
+from service.auth.devkeys import mint_token
+from service.referrals.examples import example_referral
 
 ISSUER = "https://idp.bench.nhs.example"
 AUDIENCE = "referral-api"

@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from service.examples import example_referral
-from service.settings import ConfigurationError, Settings, load_settings
+from service.core.settings import ConfigurationError, Settings, load_settings
+from service.referrals.examples import example_referral
 
 DEFAULT_DEV_SCOPES = "referrals:submit referrals:read"
 
@@ -90,8 +90,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _migrate(_args: argparse.Namespace) -> int:
-    from service.db import create_engine
-    from service.migrate import head_revision, upgrade
+    from service.core.database import create_engine
+    from service.core.migrate import head_revision, upgrade
 
     settings = load_settings()
 
@@ -108,7 +108,7 @@ def _migrate(_args: argparse.Namespace) -> int:
 
 
 def _dev_token(args: argparse.Namespace) -> int:
-    from service.devkeys import ensure_dev_keypair, mint_token
+    from service.auth.devkeys import ensure_dev_keypair, mint_token
 
     settings = _dev_settings()
     private_path, _ = ensure_dev_keypair(settings.dev_key_dir)
@@ -140,15 +140,15 @@ def _example_referral(_args: argparse.Namespace) -> int:
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
-    from service import audit
+    from service.audit import chain, verification
 
     anchor = None
     if args.anchor:
         saved = json.loads(args.anchor.read_text())
-        anchor = [audit.ChainHead(**h) for h in saved["heads"]]
+        anchor = [chain.ChainHead(**h) for h in saved["heads"]]
 
-    async def run(session: Any) -> audit.Verification:
-        return await audit.verify(session, anchor)
+    async def run(session: Any) -> verification.Verification:
+        return await verification.verify(session, anchor)
 
     result = _with_session(run)
     print(json.dumps(result.to_dict(), indent=2))
@@ -162,12 +162,12 @@ def _audit_verify(args: argparse.Namespace) -> int:
 
 
 def _audit_head(_args: argparse.Namespace) -> int:
-    from service import audit
+    from service.audit import chain
 
     async def run(session: Any) -> dict[str, Any]:
-        heads = await audit.read_heads(session)
+        heads = await chain.read_heads(session)
         return {
-            "head_hash": audit.head_digest(heads),
+            "head_hash": chain.head_digest(heads),
             "heads": [h.to_dict() for h in heads],
             "at": datetime.now(UTC).isoformat(),
         }
@@ -177,7 +177,7 @@ def _audit_head(_args: argparse.Namespace) -> int:
 
 
 def _with_session(work: Any) -> Any:
-    from service.db import create_engine, make_sessionmaker, transaction
+    from service.core.database import create_engine, make_sessionmaker, transaction
 
     settings = load_settings()
 

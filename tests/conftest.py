@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 
 from api.app import create_app
-from service.devkeys import mint_token
-from service.settings import Settings
+from service.auth.devkeys import mint_token
+from service.core.settings import Settings
 from tests.databases import PostgresDatabases, SqliteDatabases, backends, postgres_url
 
 ISSUER = "https://idp.test.nhs.example"

@@ -17,7 +17,7 @@ import asyncpg
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from service.migrate import upgrade
+from service.core.migrate import upgrade
 
 PG_URL_VARIABLE = "REFERRAL_TEST_DATABASE_URL"
 _counter = itertools.count()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from service.examples import example_referral
+from service.referrals.examples import example_referral
 
 _MISSING = object()
 

@@ -38,5 +38,5 @@ def test_no_module_imports_upward(package: str) -> None:
 
 def test_the_check_sees_an_upward_import(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
-    module.write_text("from api.deps import Caller\nimport service.db\n")
+    module.write_text("from api.deps import Caller\nimport service.core.database\n")
     assert imported_packages(module) >= {"api", "service"}

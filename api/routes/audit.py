@@ -11,7 +11,7 @@ from api.deps import CanAudit, ClockDep, SessionDep
 from api.openapi_docs import responses
 from api.schemas.audit import AuditEventsPage, AuditVerification
 from api.schemas.common import DateTimeQuery
-from service import audit_log
+from service.audit import queries as audit_queries
 
 router = APIRouter(prefix="/v1/audit-events", tags=["audit"])
 
@@ -33,7 +33,7 @@ async def list_audit_events(
     cursor: Annotated[str | None, Query(max_length=19, pattern=r"^[0-9]+$")] = None,
 ) -> AuditEventsPage:
     """Audit events in sequence order (scope `audit:read`). Reading them is itself audited."""
-    page = await audit_log.list_events(
+    page = await audit_queries.list_events(
         session=db,
         ctx=ctx,
         referral_id=str(referral_id) if referral_id else None,
@@ -55,5 +55,5 @@ async def list_audit_events(
 async def verify_audit_events(ctx: CanAudit, db: SessionDep, now: ClockDep) -> AuditVerification:
     """Re-derive every hash chain and report the first bad event, if any, and the head hash to
     anchor outside the database (scope `audit:read`)."""
-    result = await audit_log.verify_chains(session=db, ctx=ctx, now=now.now)
+    result = await audit_queries.verify_chains(session=db, ctx=ctx, now=now.now)
     return AuditVerification.model_validate(result.to_dict())

@@ -11,7 +11,7 @@ from api.openapi_docs import REFERRAL_EXAMPLES, responses
 from api.schemas.common import EvaluationDate
 from api.schemas.referrals import Decision, ReferralCreate
 from api.views import submission_of
-from service import referrals
+from service.referrals import queries
 
 router = APIRouter(prefix="/v1/eligibility", tags=["eligibility"])
 
@@ -39,7 +39,7 @@ async def check_eligibility(
 ) -> Decision:
     """Apply the active rules to a referral body and return the decision it would get (scope
     `referrals:submit`). Nothing is stored except an audit event without personal data."""
-    decision = await referrals.check_eligibility(
+    decision = await queries.check_eligibility(
         session=db,
         ctx=ctx,
         submission=submission_of(body),

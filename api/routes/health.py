@@ -8,8 +8,8 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
 from api.deps import ServicesDep
-from service import metrics
-from service.health import readiness
+from service.core import metrics
+from service.core.health import readiness
 
 router = APIRouter(tags=["health"])
 

@@ -29,7 +29,8 @@ from api.schemas.referrals import (
     ReferralStatusPublic,
 )
 from api.views import referral_public, referral_status, referral_summary, submission_of
-from service import intake, metrics, referrals
+from service.core import metrics
+from service.referrals import intake, queries
 
 router = APIRouter(prefix="/v1/referrals", tags=["referrals"])
 
@@ -109,13 +110,13 @@ async def list_referrals(
 ) -> ReferralsPage:
     """A page of referral summaries, newest first, with no personal data (scope
     `referrals:read` for your organisation's, `referrals:triage` for all)."""
-    page = await referrals.list_referrals(
+    page = await queries.list_referrals(
         session=db,
         ctx=ctx,
         now=now.now,
         limit=limit,
         cursor=cursor,
-        filters=referrals.ListFilters(
+        filters=queries.ListFilters(
             status=status_.value if status_ else None,
             outcome=outcome,
             received_from=received_from,
@@ -138,7 +139,7 @@ async def get_referral(
 ) -> ReferralPublic:
     """The whole referral with its decision (scope `referrals:read` for your organisation's,
     `referrals:triage` for any). Another organisation's referral is 404."""
-    referral = await referrals.read_referral(
+    referral = await queries.read_referral(
         session=db, ctx=ctx, referral_id=str(referral_id), now=now.now
     )
     return referral_public(referral)
@@ -155,7 +156,7 @@ async def get_referral_status(
 ) -> ReferralStatusPublic:
     """Where the referral stands, with no personal data (scope `referrals:read` or
     `referrals:triage`)."""
-    referral = await referrals.read_referral(
+    referral = await queries.read_referral(
         session=db, ctx=ctx, referral_id=str(referral_id), now=now.now, status_only=True
     )
     return referral_status(referral)

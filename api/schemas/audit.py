@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from pydantic import Field, PlainSerializer
 
 from api.schemas.common import ResponseModel
-from service.canonical import utc_timestamp
+from service.core.canonical import utc_timestamp
 
 
 class Actor(ResponseModel):

@@ -17,7 +17,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from service.validation import normalise_nhs_number, normalise_postcode
+from service.referrals.validation import normalise_nhs_number, normalise_postcode
 
 
 class RequestModel(BaseModel):

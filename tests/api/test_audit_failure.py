@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
-from service import audit
+from service.audit import chain as audit
 from service.models import AUDIT_CHAIN_HEADS, AUDIT_EVENTS, IDEMPOTENCY_KEYS, REFERRALS
 from tests.conftest import ALL_SCOPES
 from tests.factories import make_referral_body

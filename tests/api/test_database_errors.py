@@ -7,7 +7,7 @@ import httpx
 import pytest
 from sqlalchemy.exc import DBAPIError
 
-from service import intake
+from service.referrals import intake
 from tests.factories import make_referral_body
 
 

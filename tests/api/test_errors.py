@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from api.app import create_app
-from service import intake
+from service.referrals import intake
 from tests.conftest import make_settings
 from tests.factories import make_referral_body
 

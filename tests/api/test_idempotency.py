@@ -10,7 +10,7 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
-from service.idempotency import _lock_id  # the lock another instance would hold
+from service.referrals.idempotency import _lock_id  # the lock another instance would hold
 from tests.factories import make_referral_body
 
 TEAM = {"org": "PIT01", "scopes": ("referrals:triage",)}

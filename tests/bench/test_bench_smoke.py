@@ -122,7 +122,7 @@ def test_bodies_are_valid_two_kilobyte_referrals() -> None:
 def test_nhs_numbers_pass_modulus_11() -> None:
     import random
 
-    from service.validation import normalise_nhs_number
+    from service.referrals.validation import normalise_nhs_number
 
     rng = random.Random(1)
     for _ in range(50):

@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 from schemathesis import Case, GenerationMode
 
-from service.validation import (
+from service.referrals.validation import (
     DUE_DATE_FUTURE_DAYS,
     DUE_DATE_PAST_DAYS,
     normalise_nhs_number,

@@ -20,9 +20,9 @@ from fastapi import FastAPI
 from api.app import create_app, load_active_ruleset
 from api.deps import Services
 from api.openapi_custom import EXAMPLES_VALID_ON
-from service.db import create_engine, make_sessionmaker
-from service.settings import Settings
-from service.tokens import TokenVerifier
+from service.auth.tokens import TokenVerifier
+from service.core.database import create_engine, make_sessionmaker
+from service.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED_DOCUMENT = ROOT / "openapi" / "openapi.json"

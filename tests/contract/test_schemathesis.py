@@ -43,7 +43,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from api.openapi_custom import EXAMPLES_VALID_ON, REQUIRED_SCOPES
-from service.settings import Settings
+from service.core.settings import Settings
 from tests.conftest import ALL_SCOPES, TokenFactory
 from tests.contract.acceptance import make_acceptable
 from tests.contract.conftest import COMMITTED_DOCUMENT, CurrentApp, build_app, load_document

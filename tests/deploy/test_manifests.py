@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 import yaml
 
-from service.settings import Settings
+from service.core.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -421,7 +421,7 @@ def test_every_env_name_in_deploy_and_dockerfile_is_a_settings_field() -> None:
     unknown = {
         name: sorted(paths) for name, paths in seen.items() if name not in SETTINGS_ENV_NAMES
     }
-    assert not unknown, f"not fields of service.settings.Settings: {unknown}"
+    assert not unknown, f"not fields of service.core.settings.Settings: {unknown}"
 
 
 def test_every_variable_given_to_the_app_is_a_settings_field() -> None:

@@ -9,8 +9,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from api.app import create_app
-from service.health import readiness
-from service.migrate import head_revision
+from service.core.health import readiness
+from service.core.migrate import head_revision
 from tests.conftest import make_settings
 
 

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from service import audit
-from service.migrate import head_revision
+from service.audit import chain
+from service.core.migrate import head_revision
 from tests.conftest import AUDIENCE, ISSUER
 from tests.ops.servers import server_env
 
@@ -48,6 +48,6 @@ async def test_three_concurrent_migrations_leave_one_schema_at_head(
             ).scalar()
         await engine.dispose()
         assert version == [(head_revision(),)]
-        assert heads == audit.AUDIT_CHAINS  # seeded once, not three times
+        assert heads == chain.AUDIT_CHAINS  # seeded once, not three times
     finally:
         await postgres_databases.drop(empty)

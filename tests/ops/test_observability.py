@@ -9,7 +9,7 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 
-from service.logs import JsonFormatter
+from service.core.logs import JsonFormatter
 from tests.factories import make_referral_body
 
 DISTINCTIVE = {

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jose import jwt
 
-from service.settings import Settings
+from service.core.settings import Settings
 
 TOKEN_ISSUER = "https://idp.test"
 TOKEN_AUDIENCE = "referral-api-test"

@@ -19,10 +19,11 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.sql import Executable
 
 from api.app import create_app
-from service import audit
-from service.db import create_engine, make_sessionmaker, transaction
+from service.audit import chain as audit
+from service.audit import verification
+from service.core.database import create_engine, make_sessionmaker, transaction
+from service.core.settings import Settings
 from service.models import AUDIT_CHAIN_HEADS, AUDIT_EVENTS
-from service.settings import Settings
 from tests.conftest import ALL_SCOPES
 from tests.factories import make_referral_body
 
@@ -101,7 +102,7 @@ async def verify(settings: Settings, anchor: list[audit.ChainHead] | None = None
     engine = create_engine(settings)
     try:
         async with transaction(make_sessionmaker(engine)) as session:
-            return await audit.verify(session, anchor)
+            return await verification.verify(session, anchor)
     finally:
         await engine.dispose()
 

@@ -16,10 +16,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from api.app import create_app
-from service import audit
-from service.db import create_engine, make_sessionmaker, transaction
+from service.audit import chain as audit
+from service.audit import verification
+from service.core.database import create_engine, make_sessionmaker, transaction
+from service.core.settings import Settings
 from service.models import AUDIT_CHAIN_HEADS, AUDIT_EVENTS
-from service.settings import Settings
 from tests.conftest import ALL_SCOPES
 from tests.factories import make_referral_body
 
@@ -61,11 +62,11 @@ async def raw(database_url: str) -> tuple[list[dict[str, Any]], list[dict[str, A
         await engine.dispose()
 
 
-async def verify(settings: Settings) -> audit.Verification:
+async def verify(settings: Settings) -> verification.Verification:
     engine = create_engine(settings)
     try:
         async with transaction(make_sessionmaker(engine)) as session:
-            return await audit.verify(session)
+            return await verification.verify(session)
     finally:
         await engine.dispose()
 

@@ -12,9 +12,9 @@ import pytest
 
 from api.app import create_app
 from service.cli import main
-from service.migrate import head_revision
+from service.core.migrate import head_revision
+from service.core.settings import ConfigurationError, load_settings
 from service.models import AUDIT_EVENTS, IDEMPOTENCY_KEYS, REFERRALS
-from service.settings import ConfigurationError, load_settings
 from tests.conftest import make_settings
 
 KEY_SETTING = "REFERRAL_JWT_PUBLIC_KEY_FILE"

@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from service import idempotency
-from service.errors import Conflict
+from service.core.errors import Conflict
 from service.models import IDEMPOTENCY_KEYS
+from service.referrals import idempotency
 
 TTL = timedelta(hours=48)
 SHA = "a" * 64

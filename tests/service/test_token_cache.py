@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from jose import jwt
 
-from service import tokens
-from service.tokens import VERIFIED_TOKEN_SECONDS, InvalidToken, TokenVerifier
+from service.auth import tokens
+from service.auth.tokens import VERIFIED_TOKEN_SECONDS, InvalidToken, TokenVerifier
 
 
 @pytest.fixture

@@ -28,21 +28,17 @@ from hypothesis import strategies as st
 from jose import jwt
 from pydantic import ValidationError
 
-from service import devkeys
-from service.devkeys import ensure_dev_keypair, mint_token
-from service.settings import ConfigurationError, Settings, load_settings
-from service.tokens import (
-    ALL_SCOPES,
+from service.auth import devkeys
+from service.auth.devkeys import ensure_dev_keypair, mint_token
+from service.auth.scopes import ALL_SCOPES, SCOPE_AUDIT, SCOPE_READ, SCOPE_SUBMIT, SCOPE_TRIAGE
+from service.auth.tokens import (
     JWKS_MIN_FETCH_INTERVAL_SECONDS,
     JWKS_STALE_GRACE_SECONDS,
-    SCOPE_AUDIT,
-    SCOPE_READ,
-    SCOPE_SUBMIT,
-    SCOPE_TRIAGE,
-    Caller,
     InvalidToken,
     TokenVerifier,
 )
+from service.core.context import Caller
+from service.core.settings import ConfigurationError, Settings, load_settings
 from tests.service.conftest import TOKEN_AUDIENCE, TOKEN_ISSUER, TokenKeys
 
 SettingsFactory = Callable[..., Settings]

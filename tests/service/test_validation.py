@@ -6,7 +6,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from service.validation import date_problems, normalise_nhs_number, normalise_postcode
+from service.referrals.validation import date_problems, normalise_nhs_number, normalise_postcode
 
 
 @pytest.mark.parametrize(

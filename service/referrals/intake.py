@@ -16,13 +16,14 @@ from sqlalchemy import Boolean, String, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from eligibility import Decision, Ruleset, evaluate
-from service import audit, idempotency
-from service.canonical import canonical_json, sha256_hex
-from service.context import RequestContext
-from service.errors import Conflict, NotFound
+from service.audit import chain
+from service.core.canonical import canonical_json, sha256_hex
+from service.core.context import RequestContext
+from service.core.errors import Conflict, NotFound
 from service.models import REFERRALS
-from service.references import new_reference
-from service.referrals import COLUMNS, ReferralRecord, Submission, check_submission, find
+from service.referrals import idempotency
+from service.referrals.queries import COLUMNS, ReferralRecord, Submission, check_submission, find
+from service.referrals.references import new_reference
 
 INITIAL_STATUS = "awaiting_triage"
 _TYPED = [bindparam(c.name, type_=c.type) for c in REFERRALS.columns]
@@ -44,7 +45,7 @@ _PG_STORE = text(
     "keyed AS (INSERT INTO idempotency_keys (org, key, request_sha256, referral_id, created_at) "
     "SELECT :key_org, :key_key, :key_sha256, id, :key_created_at FROM created WHERE :with_key "
     "ON CONFLICT (org, key) DO NOTHING RETURNING referral_id), "
-    f"head AS ({audit.PG_FREE_HEAD_SQL}) "
+    f"head AS ({chain.PG_FREE_HEAD_SQL}) "
     "SELECT (SELECT count(*) FROM created) AS made, (SELECT count(*) FROM keyed) AS keyed, "
     "head.chain, head.chain_seq, head.hash, head.seq "
     "FROM (SELECT 1) AS one LEFT JOIN head ON true"
@@ -107,7 +108,7 @@ async def create_referral(
 
 async def _store_postgres(
     db: AsyncConnection, referral: ReferralRecord, claim: idempotency.Claim | None, now: datetime
-) -> tuple[ReferralRecord, audit.TakenHead | None]:
+) -> tuple[ReferralRecord, chain.TakenHead | None]:
     key = {
         "key_org": claim.org if claim else None,
         "key_key": claim.key if claim else None,
@@ -124,7 +125,7 @@ async def _store_postgres(
             head = (
                 None
                 if row.chain is None
-                else audit.TakenHead(
+                else chain.TakenHead(
                     int(row.chain), int(row.chain_seq), str(row.hash), int(row.seq)
                 )
             )
@@ -177,9 +178,9 @@ async def _audit_created(
     now: datetime,
     *,
     replayed: bool,
-    head: audit.TakenHead | None = None,
+    head: chain.TakenHead | None = None,
 ) -> None:
-    await audit.append(
+    await chain.append(
         db,
         ctx,
         action="referral.created",

@@ -16,8 +16,8 @@ from typing import Any
 from sqlalchemy import Row, bindparam, delete, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service.canonical import as_utc
-from service.errors import Conflict, FieldProblem, InvalidContent
+from service.core.canonical import as_utc
+from service.core.errors import Conflict, FieldProblem, InvalidContent
 from service.models import IDEMPOTENCY_KEYS
 
 _KEYS = IDEMPOTENCY_KEYS

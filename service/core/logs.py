@@ -12,7 +12,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from service.settings import LogFormat, Settings
+from service.core.settings import LogFormat, Settings
 
 # Attributes every LogRecord has; anything else was passed in `extra=` and is ours to print.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {

@@ -14,13 +14,13 @@ from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from eligibility import Decision, ReferralFacts, Ruleset, evaluate
-from service import audit
-from service.canonical import as_utc
-from service.context import RequestContext
-from service.errors import AuditNote, FieldProblem, InvalidContent, NotFound, audited
+from service.audit import chain
+from service.auth.scopes import SCOPE_TRIAGE
+from service.core.canonical import as_utc
+from service.core.context import RequestContext
+from service.core.errors import AuditNote, FieldProblem, InvalidContent, NotFound, audited
 from service.models import REFERRALS
-from service.tokens import SCOPE_TRIAGE
-from service.validation import date_problems
+from service.referrals.validation import date_problems
 
 INITIAL_STATUS = "awaiting_triage"
 _REFERRALS = REFERRALS
@@ -128,7 +128,7 @@ async def read_referral(
     action = "referral.status_read" if status_only else "referral.read"
     db = await session.connection()
     referral = await get_visible_referral(db=db, ctx=ctx, referral_id=referral_id, action=action)
-    await audit.append(
+    await chain.append(
         db,
         ctx,
         action=action,
@@ -202,7 +202,7 @@ async def list_referrals(
     db = await session.connection()
     rows = [ReferralRecord.from_row(r) for r in await db.execute(query)]
     items, more = rows[:limit], len(rows) > limit
-    await audit.append(
+    await chain.append(
         db,
         ctx,
         action="referral.listed",
@@ -227,7 +227,7 @@ async def check_eligibility(
     """The dry run: the same checks and rules as intake; only an audit event is stored."""
     check_submission(submission, ruleset, as_of)
     decision = evaluate(submission.facts, ruleset, as_of)
-    await audit.append(
+    await chain.append(
         await session.connection(),
         ctx,
         action="eligibility.checked",

@@ -11,7 +11,6 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -19,9 +18,9 @@ import httpx
 from jose import jwk, jwt
 from jose.exceptions import ExpiredSignatureError, JWTClaimsError, JWTError
 
-from service.devkeys import PUBLIC_KEY_NAME, ensure_dev_keypair
-from service.settings import ConfigurationError, Settings
-from service.signing_keys import (  # noqa: F401  (JWKS_* re-exported for callers and tests)
+from service.auth.devkeys import PUBLIC_KEY_NAME, ensure_dev_keypair
+from service.auth.scopes import ALL_SCOPES
+from service.auth.signing_keys import (  # noqa: F401  (JWKS_* re-exported for callers and tests)
     JWKS_MIN_FETCH_INTERVAL_SECONDS,
     JWKS_STALE_GRACE_SECONDS,
     VERIFIABLE_ALGORITHMS,
@@ -30,14 +29,10 @@ from service.signing_keys import (  # noqa: F401  (JWKS_* re-exported for caller
     KeysUnavailable,
     keys_from_pem,
 )
+from service.core.context import Caller
+from service.core.settings import ConfigurationError, Settings
 
 logger = logging.getLogger(__name__)
-
-SCOPE_SUBMIT = "referrals:submit"
-SCOPE_READ = "referrals:read"
-SCOPE_TRIAGE = "referrals:triage"
-SCOPE_AUDIT = "audit:read"
-ALL_SCOPES = frozenset({SCOPE_SUBMIT, SCOPE_READ, SCOPE_TRIAGE, SCOPE_AUDIT})
 
 VERIFIED_TOKEN_SECONDS = 60.0
 VERIFIED_TOKENS_KEPT = 4096
@@ -68,18 +63,6 @@ _JOSE_REASONS = (
     ("Invalid issuer", "wrong issuer"),
     ("not yet valid", "token not yet valid"),
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """Who is calling, from a verified token."""
-
-    sub: str
-    org: str
-    scopes: frozenset[str]
-
-    def has(self, scope: str) -> bool:
-        return scope in self.scopes
 
 
 class InvalidToken(Exception):

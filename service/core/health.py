@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.migrate import head_revision, is_known
+from service.core.migrate import head_revision, is_known
 
 READY_TIMEOUT_SECONDS = 2.0
 

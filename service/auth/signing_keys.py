@@ -21,9 +21,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from jose import jwk
 
-from service.settings import ConfigurationError
+from service.core.settings import ConfigurationError
 
-logger = logging.getLogger("service.tokens")
+logger = logging.getLogger("service.auth.tokens")
 
 KeysByAlg = dict[str, Any]  # alg -> a constructed jose key, built once and reused
 

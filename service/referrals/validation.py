@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import date, timedelta
 
-from service.errors import FieldProblem
+from service.core.errors import FieldProblem
 
 # The UK postcode grammar (BS 7666), covering every current postcode and GIR 0AA.
 _POSTCODE = re.compile(

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from service.settings import Settings
+from service.core.settings import Settings
 
 
 def is_sqlite(url: str) -> bool:

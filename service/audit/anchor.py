@@ -8,7 +8,7 @@ import logging
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service import audit
+from service.audit import chain
 
 logger = logging.getLogger("service.audit")
 
@@ -19,11 +19,11 @@ async def log_head_forever(sessions: async_sessionmaker[AsyncSession], every_sec
         await asyncio.sleep(every_seconds)
         try:
             async with sessions() as session:
-                heads = await audit.read_heads(session)
+                heads = await chain.read_heads(session)
         except (SQLAlchemyError, OSError, TimeoutError) as exc:
             logger.warning("audit head unavailable", extra={"error": type(exc).__name__})
             continue
         logger.info(
             "audit head",
-            extra={"head_hash": audit.head_digest(heads), "heads": [h.to_dict() for h in heads]},
+            extra={"head_hash": chain.head_digest(heads), "heads": [h.to_dict() for h in heads]},
         )

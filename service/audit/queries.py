@@ -9,10 +9,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service import audit
-from service.canonical import as_utc
-from service.context import RequestContext
-from service.errors import FieldProblem, InvalidContent
+from service.audit import chain, verification
+from service.core.canonical import as_utc
+from service.core.context import RequestContext
+from service.core.errors import FieldProblem, InvalidContent
 from service.models import AUDIT_EVENTS
 
 _EVENTS = AUDIT_EVENTS
@@ -49,8 +49,8 @@ async def list_events(
             raise InvalidContent([FieldProblem("cursor", "is not a cursor this service issued")])
         query = query.where(t.seq > int(cursor))
     rows = (await session.execute(query.order_by(t.seq).limit(limit + 1))).all()
-    items = [{**audit.event_document(dict(r._mapping)), "hash": r.hash} for r in rows[:limit]]
-    await audit.append(
+    items = [{**chain.event_document(dict(r._mapping)), "hash": r.hash} for r in rows[:limit]]
+    await chain.append(
         await session.connection(),
         ctx,
         action="audit.read",
@@ -66,10 +66,10 @@ async def list_events(
 
 async def verify_chains(
     *, session: AsyncSession, ctx: RequestContext, now: datetime
-) -> audit.Verification:
+) -> verification.Verification:
     """Verify first, then record that it was done (the new event is not part of the result)."""
-    result = await audit.verify(session)
-    await audit.append(
+    result = await verification.verify(session)
+    await chain.append(
         await session.connection(),
         ctx,
         action="audit.verified",

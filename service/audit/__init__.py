@@ -1,0 +1,1 @@
+"""The tamper-evident audit trail: hash chains, verification, queries and anchors."""

@@ -1,0 +1,1 @@
+"""Token verification, signing keys and JWKS, development keys, scopes."""

@@ -1,0 +1,1 @@
+"""Referrals: the record, its statuses and moves, intake, queries and idempotency."""

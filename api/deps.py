@@ -14,7 +14,13 @@ from starlette.exceptions import HTTPException
 
 from eligibility import Ruleset
 from service.audit import chain
-from service.auth.scopes import SCOPE_AUDIT, SCOPE_READ, SCOPE_SUBMIT, SCOPE_TRIAGE
+from service.auth.scopes import (
+    SCOPE_AUDIT,
+    SCOPE_AUDIT_ALL,
+    SCOPE_READ,
+    SCOPE_SUBMIT,
+    SCOPE_TRIAGE,
+)
 from service.auth.tokens import (
     InvalidToken,
     TokenVerifier,
@@ -173,7 +179,10 @@ CanRead = Annotated[
     RequestContext, Depends(_require(SCOPE_READ, SCOPE_TRIAGE, resource_type="referral"))
 ]
 CanTriage = Annotated[RequestContext, Depends(_require(SCOPE_TRIAGE, resource_type="referral"))]
-CanAudit = Annotated[RequestContext, Depends(_require(SCOPE_AUDIT, resource_type="audit"))]
+CanAudit = Annotated[
+    RequestContext, Depends(_require(SCOPE_AUDIT, SCOPE_AUDIT_ALL, resource_type="audit"))
+]
+CanAuditAll = Annotated[RequestContext, Depends(_require(SCOPE_AUDIT_ALL, resource_type="audit"))]
 
 
 async def ruleset(services: ServicesDep) -> Ruleset:

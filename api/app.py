@@ -46,10 +46,11 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     if services is None:
         engine = create_engine(settings)
         metrics.track_pool(engine)
+        sessions = make_sessionmaker(engine)
         services = Services(
             settings=settings,
             engine=engine,
-            sessions=make_sessionmaker(engine),
+            sessions=sessions,
             ruleset=load_active_ruleset(settings),
             verifier=TokenVerifier(settings),
         )

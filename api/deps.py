@@ -1,9 +1,9 @@
-"""Dependencies: the one session owner per request, the caller, and one alias per scope."""
+"""Dependencies: the request's unit of work, the caller, the clock, and one alias per scope."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.exceptions import HTTPException
 
 from eligibility import Ruleset
-from service.audit import chain
+from service.audit.refusals import record_refusal
 from service.auth.scopes import (
     SCOPE_AUDIT,
     SCOPE_AUDIT_ALL,
@@ -26,15 +26,9 @@ from service.auth.tokens import (
     TokenVerifier,
 )
 from service.core.context import RequestContext
-from service.core.errors import AuditNote, DomainError, Forbidden, Unauthenticated, audited
+from service.core.errors import AuditNote, Forbidden, Unauthenticated, audited
 from service.core.settings import Settings
-
-# Callables run once the request's transaction has committed (e.g. counting a stored referral).
-AFTER_COMMIT = "after_commit"
-
-
-def after_commit(db: AsyncSession, hook: Callable[[], None]) -> None:
-    db.info.setdefault(AFTER_COMMIT, []).append(hook)
+from service.core.unit_of_work import UnitOfWork
 
 
 # async: FastAPI runs a plain `def` dependency in a worker thread, a costly hop per request.
@@ -63,6 +57,13 @@ class Services:
     ruleset: Ruleset
     verifier: TokenVerifier
     clock: Callable[[], datetime] = utc_now
+    units: UnitOfWork = field(init=False)
+
+    def __post_init__(self) -> None:
+        # The clock is read through self, so a test that replaces it moves refusals' times too.
+        self.units = UnitOfWork(
+            self.sessions, clock=lambda: self.clock(), record_refusal=record_refusal
+        )
 
 
 async def services_of(request: Request) -> Services:
@@ -110,42 +111,10 @@ Caller = Annotated[RequestContext, Depends(caller)]
 
 
 async def session(request: Request, services: ServicesDep) -> AsyncIterator[AsyncSession]:
-    """The one owner of the request's session: commit on success, roll back on error.
-
-    A refusal that is itself an auditable action (access denied, a missing referral) is
-    rolled back and then recorded on its own, so nothing of the refused work is kept.
-    """
-    async with services.sessions() as db:
-        try:
-            yield db
-        except DomainError as error:
-            await db.rollback()
-            ctx: RequestContext | None = getattr(request.state, "ctx", None)
-            if error.audit is not None and ctx is not None:
-                await _record_refusal(db, ctx, error.audit, services.clock())
-                await db.commit()
-            raise
-        except BaseException:
-            await db.rollback()
-            raise
-        await db.commit()
-        for hook in db.info.pop(AFTER_COMMIT, ()):
-            hook()
-
-
-async def _record_refusal(
-    db: AsyncSession, ctx: RequestContext, note: AuditNote, now: datetime
-) -> None:
-    await chain.append(
-        await db.connection(),
-        ctx,
-        action=note.action,
-        resource_type=note.resource_type,
-        resource_id=note.resource_id,
-        outcome=note.outcome,
-        now=now,
-        details=note.details,
-    )
+    """The request's unit of work (service/core): commit on success, roll back on error, and a
+    refusal that is itself auditable recorded on its own once the caller is known."""
+    async with services.units.begin(lambda: getattr(request.state, "ctx", None)) as db:
+        yield db
 
 
 # scope="function": commit before the response is sent, so a failed commit is a 503, not a

@@ -177,14 +177,17 @@ def _audit_head(_args: argparse.Namespace) -> int:
 
 
 def _with_session(work: Any) -> Any:
-    from service.core.database import create_engine, make_sessionmaker, transaction
+    from service.audit.refusals import record_refusal
+    from service.core.database import create_engine, make_sessionmaker
+    from service.core.unit_of_work import UnitOfWork
 
     settings = load_settings()
 
     async def run() -> Any:
         engine = create_engine(settings)
+        units = UnitOfWork(make_sessionmaker(engine), record_refusal=record_refusal)
         try:
-            async with transaction(make_sessionmaker(engine)) as session:
+            async with units.begin() as session:
                 return await work(session)
         finally:
             await engine.dispose()

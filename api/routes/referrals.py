@@ -16,7 +16,6 @@ from api.deps import (
     RulesetDep,
     ServicesDep,
     SessionDep,
-    after_commit,
 )
 from api.openapi_docs import REFERRAL_EXAMPLES, responses
 from api.schemas.common import DateTimeQuery
@@ -30,6 +29,7 @@ from api.schemas.referrals import (
 )
 from api.views import referral_public, referral_status, referral_summary, submission_of
 from service.core import metrics
+from service.core.unit_of_work import after_commit
 from service.referrals import intake, queries
 
 router = APIRouter(prefix="/v1/referrals", tags=["referrals"])

@@ -38,13 +38,15 @@ def pinned_clock() -> Callable[[], datetime]:
 def build_app(settings: Settings) -> FastAPI:
     """create_app() with the services it would build itself, but the clock pinned."""
     engine = create_engine(settings)
+    sessions = make_sessionmaker(engine)
+    clock = pinned_clock()
     services = Services(
         settings=settings,
         engine=engine,
-        sessions=make_sessionmaker(engine),
+        sessions=sessions,
         ruleset=load_active_ruleset(settings),
         verifier=TokenVerifier(settings),
-        clock=pinned_clock(),
+        clock=clock,
     )
     return create_app(settings, services=services)
 

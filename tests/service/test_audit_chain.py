@@ -21,8 +21,9 @@ from sqlalchemy.sql import Executable
 from api.app import create_app
 from service.audit import chain as audit
 from service.audit import verification
-from service.core.database import create_engine, make_sessionmaker, transaction
+from service.core.database import create_engine, make_sessionmaker
 from service.core.settings import Settings
+from service.core.unit_of_work import UnitOfWork
 from service.models import AUDIT_CHAIN_HEADS, AUDIT_EVENTS
 from tests.conftest import ALL_SCOPES
 from tests.factories import make_referral_body
@@ -101,7 +102,7 @@ async def tamper(database_url: str, *statements: Executable) -> None:
 async def verify(settings: Settings, anchor: list[audit.ChainHead] | None = None) -> Any:
     engine = create_engine(settings)
     try:
-        async with transaction(make_sessionmaker(engine)) as session:
+        async with UnitOfWork(make_sessionmaker(engine)).begin() as session:
             return await verification.verify(session, anchor)
     finally:
         await engine.dispose()
@@ -110,7 +111,7 @@ async def verify(settings: Settings, anchor: list[audit.ChainHead] | None = None
 async def read_heads(settings: Settings) -> list[audit.ChainHead]:
     engine = create_engine(settings)
     try:
-        async with transaction(make_sessionmaker(engine)) as session:
+        async with UnitOfWork(make_sessionmaker(engine)).begin() as session:
             return await audit.read_heads(session)
     finally:
         await engine.dispose()

@@ -18,8 +18,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from api.app import create_app
 from service.audit import chain as audit
 from service.audit import verification
-from service.core.database import create_engine, make_sessionmaker, transaction
+from service.core.database import create_engine, make_sessionmaker
 from service.core.settings import Settings
+from service.core.unit_of_work import UnitOfWork
 from service.models import AUDIT_CHAIN_HEADS, AUDIT_EVENTS
 from tests.conftest import ALL_SCOPES
 from tests.factories import make_referral_body
@@ -65,7 +66,7 @@ async def raw(database_url: str) -> tuple[list[dict[str, Any]], list[dict[str, A
 async def verify(settings: Settings) -> verification.Verification:
     engine = create_engine(settings)
     try:
-        async with transaction(make_sessionmaker(engine)) as session:
+        async with UnitOfWork(make_sessionmaker(engine)).begin() as session:
             return await verification.verify(session)
     finally:
         await engine.dispose()

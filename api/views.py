@@ -10,7 +10,8 @@ from api.schemas.referrals import (
     ReferralSummary,
 )
 from service.core.canonical import as_utc
-from service.referrals.queries import ReferralRecord, Submission
+from service.referrals.record import ReferralRecord
+from service.referrals.submission import Submission
 
 
 def submission_of(body: ReferralCreate) -> Submission:

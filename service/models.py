@@ -48,8 +48,11 @@ class Referral(SQLModel, table=True):
     ruleset_id: str = Field(max_length=64)
     ruleset_version: str = Field(max_length=64)
     ruleset_sha256: str = Field(max_length=64)
-    # The validated, normalised submission: personal data, returned only to readers.
+    # The validated, normalised submission: personal data, returned only to readers. Stored as
+    # it was accepted and never rewritten: `payload_version` names its shape, and readers
+    # upcast older shapes (service/referrals/payloads.py) instead of re-validating them.
     payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    payload_version: int = Field(sa_column=Column(Integer, nullable=False, server_default="1"))
     # The decision exactly as given at intake, with its ruleset identity.
     decision: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
 
@@ -62,6 +65,10 @@ class IdempotencyRecord(SQLModel, table=True):
     request_sha256: str = Field(max_length=64)
     referral_id: str = Field(max_length=36)
     created_at: datetime = Field(sa_column=utc_column(index=True))
+    # The referral's changeable columns as the first response gave them, so that a replay
+    # answers with that response and not with the referral as it is now (null: keys stored
+    # before this column existed, when nothing about a referral could change yet).
+    response: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 class AuditEvent(SQLModel, table=True):

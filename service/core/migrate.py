@@ -42,13 +42,13 @@ def is_known(revision: str) -> bool:
     return revision in _known_revisions()
 
 
-async def upgrade(engine: AsyncEngine) -> None:
-    """Upgrade the database behind `engine` to the latest migration."""
+async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
+    """Upgrade the database behind `engine` to the latest migration (or to `revision`)."""
 
     def _upgrade(connection: Connection) -> None:
         config = alembic_config()
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        command.upgrade(config, revision)
 
     async with engine.connect() as connection:
         await connection.run_sync(_upgrade)

@@ -13,23 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, bindparam, delete, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.core.canonical import as_utc
 from service.core.errors import Conflict, FieldProblem, InvalidContent
-from service.models import IDEMPOTENCY_KEYS
-
-_KEYS = IDEMPOTENCY_KEYS
-_PG_LOCK_AND_FIND = text(
-    "SELECT pg_try_advisory_xact_lock(:lock_id) AS locked, k.request_sha256, k.referral_id, "
-    "k.created_at FROM (SELECT 1) AS one LEFT JOIN idempotency_keys AS k "
-    "ON k.org = :org AND k.key = :key"
-)
-_THIS_KEY = (_KEYS.c.org == bindparam("org")) & (_KEYS.c.key == bindparam("key"))
-_FIND_KEY = select(_KEYS.c.request_sha256, _KEYS.c.referral_id, _KEYS.c.created_at).where(_THIS_KEY)
-_FORGET_KEY = delete(_KEYS).where(_THIS_KEY, _KEYS.c.created_at == bindparam("seen"))
-_INSERT_KEY = insert(_KEYS)
+from service.referrals import repository
+from service.referrals.repository import FoundKey, KeyRow
 
 
 class KeyReused(InvalidContent):
@@ -44,15 +33,31 @@ class KeyReused(InvalidContent):
         )
 
 
+def in_flight() -> Conflict:
+    return Conflict("A request with this Idempotency-Key is still in progress.")
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """The first request's referral, and its changeable columns as the first response gave them
+    (None for keys stored before responses were kept)."""
+
+    referral_id: str
+    response: dict[str, Any] | None
+
+
 @dataclass(frozen=True, slots=True)
 class Claim:
     org: str
     key: str
     request_sha256: str
-    replay_of: str | None  # the referral id to answer with again, when this is a replay
+    replay: Replay | None  # set when this request repeats one already answered
+
+    def row(self, *, referral_id: str, now: datetime, response: dict[str, Any]) -> KeyRow:
+        return KeyRow(self.org, self.key, self.request_sha256, referral_id, now, response)
 
 
-def _lock_id(org: str, key: str) -> int:
+def lock_id(org: str, key: str) -> int:
     digest = hashlib.sha256(f"{org}\x00{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 
@@ -61,42 +66,25 @@ async def claim(
     db: AsyncConnection, *, org: str, key: str, request_sha256: str, now: datetime, ttl: timedelta
 ) -> Claim:
     """Decide what a request carrying `key` may do: proceed, replay, or be refused."""
-    key_params = {"org": org, "key": key}
-    found: Row[Any] | None
+    found: FoundKey | None
     if db.dialect.name == "postgresql":
         # The lock and the lookup in one round trip. The lookup's snapshot can predate a
         # commit that released the lock; intake's key insert (ON CONFLICT) catches that case.
-        looked = (
-            await db.execute(_PG_LOCK_AND_FIND, {**key_params, "lock_id": _lock_id(org, key)})
-        ).one()
-        if not looked.locked:
-            raise Conflict("A request with this Idempotency-Key is still in progress.")
-        found = None if looked.request_sha256 is None else looked
+        locked, found = await repository.lock_and_find_key(
+            db, org=org, key=key, lock_id=lock_id(org, key)
+        )
+        if not locked:
+            raise in_flight()
     else:
-        found = (await db.execute(_FIND_KEY, key_params)).first()
+        found = await repository.find_key(db, org=org, key=key)
     if found is not None and as_utc(found.created_at) + ttl < now:
         # Past its retention: the key may be used afresh. Only the very row we saw is removed:
         # if another instance replaced it meanwhile, that request is (or was just) in flight.
-        forgotten = await db.execute(_FORGET_KEY, {**key_params, "seen": found.created_at})
-        if forgotten.rowcount != 1:
-            raise Conflict("A request with this Idempotency-Key is still in progress.")
+        if not await repository.forget_key(db, org=org, key=key, seen=found.created_at):
+            raise in_flight()
         found = None
     if found is None:
         return Claim(org, key, request_sha256, None)
     if found.request_sha256 != request_sha256:
         raise KeyReused()
-    return Claim(org, key, request_sha256, str(found.referral_id))
-
-
-async def record(db: AsyncConnection, claim: Claim, *, referral_id: str, now: datetime) -> None:
-    """Store the key with the referral it created, in the referral's own transaction."""
-    await db.execute(
-        _INSERT_KEY,
-        {
-            "org": claim.org,
-            "key": claim.key,
-            "request_sha256": claim.request_sha256,
-            "referral_id": referral_id,
-            "created_at": now,
-        },
-    )
+    return Claim(org, key, request_sha256, Replay(found.referral_id, found.response))

@@ -1,62 +1,30 @@
-"""Intake: validate, decide and store a referral with its idempotency record and audit event.
-
-On PostgreSQL the work takes five round trips (BEGIN; the key's lock and lookup; one statement
-that inserts the referral and the key and locks an audit chain's head; the audit event; COMMIT):
-every round trip costs a system call each way, which is most of what intake costs. SQLite, the
-single-user development store, runs the same steps as separate statements.
-"""
+"""Intake: validate, decide and store a referral with its idempotency record and audit event."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import Boolean, String, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from eligibility import Decision, Ruleset, evaluate
 from service.audit import chain
 from service.core.canonical import canonical_json, sha256_hex
 from service.core.context import RequestContext
-from service.core.errors import Conflict, NotFound
-from service.models import REFERRALS
-from service.referrals import idempotency
-from service.referrals.queries import COLUMNS, ReferralRecord, Submission, check_submission, find
+from service.core.errors import NotFound
+from service.referrals import idempotency, repository
+from service.referrals.payloads import CURRENT_PAYLOAD_VERSION
+from service.referrals.record import (
+    ReferralRecord,
+    as_answered,
+    response_snapshot,
+    with_changes,
+)
 from service.referrals.references import new_reference
+from service.referrals.statuses import INITIAL_STATUS
+from service.referrals.submission import Submission, check_submission
 
-INITIAL_STATUS = "awaiting_triage"
-_TYPED = [bindparam(c.name, type_=c.type) for c in REFERRALS.columns]
-_INSERT_SQL = (
-    f"INSERT INTO referrals ({', '.join(COLUMNS)}) "
-    f"VALUES ({', '.join(':' + name for name in COLUMNS)}) "
-    "ON CONFLICT (reference) DO NOTHING RETURNING id"
-)
-# Text, built once: SQLAlchemy cannot cache a dialect INSERT … ON CONFLICT, and rebuilding and
-# compiling it per request cost more than the rest of the request. The column list and types
-# come from the table, so they cannot drift from it.
-_INSERT_REFERRAL = text(_INSERT_SQL).bindparams(*_TYPED)
-# PostgreSQL: the referral, its idempotency key (when there is one) and an audit head, together.
-# A clash of random references inserts nothing (made = 0): draw again. A key that another
-# instance committed between our lookup and now inserts no key (keyed = 0): that request was
-# in flight when ours began, so ours is refused like any other in-flight duplicate.
-_PG_STORE = text(
-    f"WITH created AS ({_INSERT_SQL}), "
-    "keyed AS (INSERT INTO idempotency_keys (org, key, request_sha256, referral_id, created_at) "
-    "SELECT :key_org, :key_key, :key_sha256, id, :key_created_at FROM created WHERE :with_key "
-    "ON CONFLICT (org, key) DO NOTHING RETURNING referral_id), "
-    f"head AS ({chain.PG_FREE_HEAD_SQL}) "
-    "SELECT (SELECT count(*) FROM created) AS made, (SELECT count(*) FROM keyed) AS keyed, "
-    "head.chain, head.chain_seq, head.hash, head.seq "
-    "FROM (SELECT 1) AS one LEFT JOIN head ON true"
-).bindparams(
-    *_TYPED,
-    bindparam("key_org", type_=String()),
-    bindparam("key_key", type_=String()),
-    bindparam("key_sha256", type_=String()),
-    bindparam("key_created_at", type_=REFERRALS.c.received_at.type),
-    bindparam("with_key", type_=Boolean()),
-)
 _REFERENCE_DRAWS = 5
 
 
@@ -90,12 +58,14 @@ async def create_referral(
             now=now,
             ttl=idempotency_ttl,
         )
-        if claim.replay_of is not None:
-            original = await find(db, claim.replay_of)
+        if claim.replay is not None:
+            original = await repository.find(db, claim.replay.referral_id)
             if original is None:  # pragma: no cover - the record and referral commit together
                 raise NotFound("The referral for this Idempotency-Key no longer exists.")
-            await _audit_created(db, ctx, original, now, replayed=True)
-            return Created(original, replayed=True)
+            # The first response again, not the referral as it has become since.
+            answered = as_answered(original, claim.replay.response)
+            await _audit_created(db, ctx, answered, now, replayed=True)
+            return Created(answered, replayed=True)
 
     referral = _new_referral(ctx, submission, evaluate(submission.facts, ruleset, today), now)
     if db.dialect.name == "postgresql":
@@ -109,28 +79,17 @@ async def create_referral(
 async def _store_postgres(
     db: AsyncConnection, referral: ReferralRecord, claim: idempotency.Claim | None, now: datetime
 ) -> tuple[ReferralRecord, chain.TakenHead | None]:
-    key = {
-        "key_org": claim.org if claim else None,
-        "key_key": claim.key if claim else None,
-        "key_sha256": claim.request_sha256 if claim else None,
-        "key_created_at": now,
-        "with_key": claim is not None,
-    }
     for _ in range(_REFERENCE_DRAWS):
-        row = (await db.execute(_PG_STORE, {**referral.columns(), **key})).one()
-        if row.made:
-            if claim is not None and not row.keyed:
-                raise Conflict("A request with this Idempotency-Key is still in progress.")
+        key = None
+        if claim is not None:
+            key = claim.row(referral_id=referral.id, now=now, response=response_snapshot(referral))
+        stored = await repository.store_with_key_and_head(db, referral, key)
+        if stored.made:
+            if claim is not None and not stored.keyed:
+                raise idempotency.in_flight()
             # No free head (every chain busy): append() waits for one instead.
-            head = (
-                None
-                if row.chain is None
-                else chain.TakenHead(
-                    int(row.chain), int(row.chain_seq), str(row.hash), int(row.seq)
-                )
-            )
-            return referral, head
-        referral = replace(referral, reference=new_reference())
+            return referral, stored.head
+        referral = with_changes(referral, reference=new_reference())
     raise RuntimeError("could not draw a unique referral reference")
 
 
@@ -138,11 +97,14 @@ async def _store_separately(
     db: AsyncConnection, referral: ReferralRecord, claim: idempotency.Claim | None, now: datetime
 ) -> ReferralRecord:
     for _ in range(_REFERENCE_DRAWS):
-        if (await db.execute(_INSERT_REFERRAL, referral.columns())).first() is not None:
+        if await repository.insert_referral(db, referral):
             if claim is not None:
-                await idempotency.record(db, claim, referral_id=referral.id, now=now)
+                key = claim.row(
+                    referral_id=referral.id, now=now, response=response_snapshot(referral)
+                )
+                await repository.insert_key(db, key)
             return referral
-        referral = replace(referral, reference=new_reference())
+        referral = with_changes(referral, reference=new_reference())
     raise RuntimeError("could not draw a unique referral reference")
 
 
@@ -167,6 +129,7 @@ def _new_referral(
         ruleset_version=identity.version,
         ruleset_sha256=identity.sha256,
         payload=submission.payload,
+        payload_version=CURRENT_PAYLOAD_VERSION,
         decision=decision.to_dict(),
     )
 

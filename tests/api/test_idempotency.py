@@ -10,7 +10,7 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
-from service.referrals.idempotency import _lock_id  # the lock another instance would hold
+from service.referrals.idempotency import lock_id  # the lock another instance would hold
 from tests.factories import make_referral_body
 
 TEAM = {"org": "PIT01", "scopes": ("referrals:triage",)}
@@ -122,7 +122,7 @@ async def test_a_request_still_in_flight_with_the_key_is_409(
     dsn = make_url(database_url).set(drivername="postgresql").render_as_string(False)
     other_instance = await asyncpg.connect(dsn)
     try:
-        await other_instance.execute("SELECT pg_advisory_lock($1)", _lock_id("RX1", "busy"))
+        await other_instance.execute("SELECT pg_advisory_lock($1)", lock_id("RX1", "busy"))
         busy = await client.post(
             "/v1/referrals", json=make_referral_body(), headers=keyed(auth, "busy")
         )
@@ -132,7 +132,7 @@ async def test_a_request_still_in_flight_with_the_key_is_409(
             "/v1/referrals", json=make_referral_body(), headers=keyed(auth, "busy", org="A81001")
         )
         assert free.status_code == 201
-        await other_instance.execute("SELECT pg_advisory_unlock($1)", _lock_id("RX1", "busy"))
+        await other_instance.execute("SELECT pg_advisory_unlock($1)", lock_id("RX1", "busy"))
     finally:
         await other_instance.close()
     done = await client.post(

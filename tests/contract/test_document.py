@@ -8,7 +8,7 @@ import pytest
 
 from api.openapi_custom import EXAMPLES_VALID_ON, REQUIRED_SCOPES
 from eligibility import default_ruleset
-from service.referrals.queries import Submission, check_submission
+from service.referrals.submission import Submission, check_submission
 from tests.contract.conftest import load_document, operations
 
 DOCUMENT = load_document()

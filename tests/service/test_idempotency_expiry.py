@@ -63,7 +63,7 @@ async def test_an_expired_key_is_forgotten_and_may_be_used_afresh(database_url: 
         claim = await idempotency.claim(
             connection, org="RX1", key="k-1", request_sha256="b" * 64, now=now, ttl=TTL
         )
-        assert claim.replay_of is None
+        assert claim.replay is None
         assert await _keys(connection) == 0
         await connection.rollback()
     await engine.dispose()
@@ -75,7 +75,11 @@ async def test_an_expired_key_replaced_by_another_instance_is_not_deleted(
     now = datetime.now(UTC)
     await _store_key(database_url, now)  # the other instance's fresh record
     stale = SimpleNamespace(
-        locked=True, request_sha256=SHA, referral_id="old", created_at=now - TTL * 2
+        locked=True,
+        request_sha256=SHA,
+        referral_id="old",
+        created_at=now - TTL * 2,
+        response=None,
     )
     engine = create_async_engine(database_url)
     async with engine.connect() as connection:

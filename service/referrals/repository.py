@@ -1,0 +1,235 @@
+"""Every SQL statement of the referrals domain: referrals and their idempotency keys.
+
+Statements are built once at import and reused: SQLAlchemy caches compiled forms of Core
+constructs, and rebuilding a dialect-specific statement per request cost more than the rest of
+the request. Column lists and types come from the table models, so they cannot drift from them.
+
+On PostgreSQL intake takes five round trips (BEGIN; the key's lock and lookup; one statement
+that inserts the referral and the key and locks an audit chain's head; the audit event;
+COMMIT): every round trip costs a system call each way, which is most of what intake costs.
+SQLite, the single-user development store, runs the same steps as separate statements.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, String, and_, bindparam, delete, insert, or_, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from service.audit import chain
+from service.core.canonical import as_utc
+from service.models import IDEMPOTENCY_KEYS, REFERRALS
+from service.referrals.payloads import CURRENT_PAYLOAD_VERSION, upcast
+from service.referrals.record import (
+    COLUMNS,
+    ReferralRecord,
+    column_values,
+    record_from_row,
+    with_changes,
+)
+
+_REFERRALS = REFERRALS
+_KEYS = IDEMPOTENCY_KEYS
+
+# --- Referrals ---------------------------------------------------------------------------
+
+_SELECT_REFERRAL = select(_REFERRALS).where(_REFERRALS.c.id == bindparam("referral_id"))
+_TYPED = [bindparam(c.name, type_=c.type) for c in _REFERRALS.columns]
+_INSERT_SQL = (
+    f"INSERT INTO referrals ({', '.join(COLUMNS)}) "
+    f"VALUES ({', '.join(':' + name for name in COLUMNS)}) "
+    "ON CONFLICT (reference) DO NOTHING RETURNING id"
+)
+# Text: SQLAlchemy cannot cache a dialect INSERT … ON CONFLICT.
+_INSERT_REFERRAL = text(_INSERT_SQL).bindparams(*_TYPED)
+# PostgreSQL: the referral, its idempotency key (when there is one) and an audit head, together.
+# A clash of random references inserts nothing (made = 0): draw again. A key that another
+# instance committed between our lookup and now inserts no key (keyed = 0): that request was
+# in flight when ours began, so ours is refused like any other in-flight duplicate.
+_PG_STORE = text(
+    f"WITH created AS ({_INSERT_SQL}), "
+    "keyed AS (INSERT INTO idempotency_keys "
+    "(org, key, request_sha256, referral_id, created_at, response) "
+    "SELECT :key_org, :key_key, :key_sha256, id, :key_created_at, :key_response "
+    "FROM created WHERE :with_key "
+    "ON CONFLICT (org, key) DO NOTHING RETURNING referral_id), "
+    f"head AS ({chain.PG_FREE_HEAD_SQL}) "
+    "SELECT (SELECT count(*) FROM created) AS made, (SELECT count(*) FROM keyed) AS keyed, "
+    "head.chain, head.chain_seq, head.hash, head.seq "
+    "FROM (SELECT 1) AS one LEFT JOIN head ON true"
+).bindparams(
+    *_TYPED,
+    bindparam("key_org", type_=String()),
+    bindparam("key_key", type_=String()),
+    bindparam("key_sha256", type_=String()),
+    bindparam("key_created_at", type_=_REFERRALS.c.received_at.type),
+    bindparam("key_response", type_=JSON(none_as_null=True)),
+    bindparam("with_key", type_=Boolean()),
+)
+
+
+def _record(row: Any) -> ReferralRecord:
+    record = record_from_row(row)
+    if record.payload_version == CURRENT_PAYLOAD_VERSION:
+        return record
+    return with_changes(
+        record,
+        payload=upcast(record.payload, record.payload_version),
+        payload_version=CURRENT_PAYLOAD_VERSION,
+    )
+
+
+async def find(db: AsyncConnection, referral_id: str) -> ReferralRecord | None:
+    """The referral with its payload in the current shape, or None."""
+    row = (await db.execute(_SELECT_REFERRAL, {"referral_id": referral_id})).first()
+    return None if row is None else _record(row)
+
+
+@dataclass(frozen=True, slots=True)
+class ListFilters:
+    status: str | None = None
+    outcome: str | None = None
+    received_from: datetime | None = None
+    received_to: datetime | None = None
+
+
+async def newest_first(
+    db: AsyncConnection,
+    *,
+    org: str | None,
+    filters: ListFilters,
+    before: tuple[datetime, str] | None,
+    limit: int,
+) -> list[ReferralRecord]:
+    """Up to `limit` referrals (of `org`, or of everyone), newest first, keyset-paged on
+    (received_at, id) strictly before `before`."""
+    t = _REFERRALS.c
+    query = select(_REFERRALS)
+    if org is not None:
+        query = query.where(t.org == org)
+    if filters.status:
+        query = query.where(t.status == filters.status)
+    if filters.outcome:
+        query = query.where(t.outcome == filters.outcome)
+    if filters.received_from:
+        query = query.where(t.received_at >= as_utc(filters.received_from))
+    if filters.received_to:
+        query = query.where(t.received_at < as_utc(filters.received_to))
+    if before is not None:
+        received_at, last_id = before
+        query = query.where(
+            or_(t.received_at < received_at, and_(t.received_at == received_at, t.id < last_id))
+        )
+    query = query.order_by(t.received_at.desc(), t.id.desc()).limit(limit)
+    return [_record(r) for r in await db.execute(query)]
+
+
+async def insert_referral(db: AsyncConnection, record: ReferralRecord) -> bool:
+    """Insert the referral; False (nothing inserted) when its reference is already taken."""
+    return (await db.execute(_INSERT_REFERRAL, column_values(record))).first() is not None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRow:
+    org: str
+    key: str
+    request_sha256: str
+    referral_id: str
+    created_at: datetime
+    response: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    made: bool  # False: the reference was taken, draw another
+    keyed: bool  # False: another request committed this key first
+    head: chain.TakenHead | None  # None: every chain's head was busy
+
+
+async def store_with_key_and_head(
+    db: AsyncConnection, record: ReferralRecord, key: KeyRow | None
+) -> Stored:
+    """PostgreSQL: insert the referral and its key and take a free audit head, in one trip."""
+    params = {
+        **column_values(record),
+        "key_org": key.org if key else None,
+        "key_key": key.key if key else None,
+        "key_sha256": key.request_sha256 if key else None,
+        "key_created_at": key.created_at if key else record.received_at,
+        "key_response": key.response if key else None,
+        "with_key": key is not None,
+    }
+    row = (await db.execute(_PG_STORE, params)).one()
+    head = (
+        None
+        if row.chain is None
+        else chain.TakenHead(int(row.chain), int(row.chain_seq), str(row.hash), int(row.seq))
+    )
+    return Stored(made=bool(row.made), keyed=bool(row.keyed), head=head)
+
+
+# --- Idempotency keys ----------------------------------------------------------------------
+
+_PG_LOCK_AND_FIND_KEY = text(
+    "SELECT pg_try_advisory_xact_lock(:lock_id) AS locked, k.request_sha256, k.referral_id, "
+    "k.created_at, k.response FROM (SELECT 1) AS one LEFT JOIN idempotency_keys AS k "
+    "ON k.org = :org AND k.key = :key"
+).columns(response=JSON(none_as_null=True))
+_THIS_KEY = (_KEYS.c.org == bindparam("org")) & (_KEYS.c.key == bindparam("key"))
+_FIND_KEY = select(
+    _KEYS.c.request_sha256, _KEYS.c.referral_id, _KEYS.c.created_at, _KEYS.c.response
+).where(_THIS_KEY)
+_FORGET_KEY = delete(_KEYS).where(_THIS_KEY, _KEYS.c.created_at == bindparam("seen"))
+_INSERT_KEY = insert(_KEYS)
+
+
+@dataclass(frozen=True, slots=True)
+class FoundKey:
+    request_sha256: str
+    referral_id: str
+    created_at: datetime  # as read: naive on SQLite (always written as UTC)
+    response: dict[str, Any] | None
+
+
+def _found(row: Any) -> FoundKey | None:
+    if row is None or row.request_sha256 is None:
+        return None
+    return FoundKey(str(row.request_sha256), str(row.referral_id), row.created_at, row.response)
+
+
+async def lock_and_find_key(
+    db: AsyncConnection, *, org: str, key: str, lock_id: int
+) -> tuple[bool, FoundKey | None]:
+    """PostgreSQL: try the key's transaction lock and look the key up, in one round trip."""
+    row = (
+        await db.execute(_PG_LOCK_AND_FIND_KEY, {"org": org, "key": key, "lock_id": lock_id})
+    ).one()
+    return bool(row.locked), _found(row)
+
+
+async def find_key(db: AsyncConnection, *, org: str, key: str) -> FoundKey | None:
+    return _found((await db.execute(_FIND_KEY, {"org": org, "key": key})).first())
+
+
+async def forget_key(db: AsyncConnection, *, org: str, key: str, seen: datetime) -> bool:
+    """Delete the key only if it is still the very row seen (created at `seen`)."""
+    # The stored value is compared as read: SQLite hands back naive times, so pass it as is.
+    result = await db.execute(_FORGET_KEY, {"org": org, "key": key, "seen": seen})
+    return result.rowcount == 1
+
+
+async def insert_key(db: AsyncConnection, key: KeyRow) -> None:
+    await db.execute(
+        _INSERT_KEY,
+        {
+            "org": key.org,
+            "key": key.key,
+            "request_sha256": key.request_sha256,
+            "referral_id": key.referral_id,
+            "created_at": key.created_at,
+            "response": key.response,
+        },
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 
 import asyncpg
 import httpx
@@ -141,3 +142,35 @@ async def test_a_request_still_in_flight_with_the_key_is_409(
     assert done.status_code == 201, done.text
     ids = await all_referral_ids(client, auth)
     assert sorted(ids) == sorted([free.json()["id"], done.json()["id"]])
+
+
+async def _move_behind_the_api(app, referral_id: str) -> None:
+    """A later change to the referral (as triage will make): status, provisional and time."""
+    from sqlalchemy import update
+
+    from service.models import REFERRALS
+
+    async with app.state.services.engine.begin() as connection:
+        await connection.execute(
+            update(REFERRALS)
+            .where(REFERRALS.c.id == referral_id)
+            .values(status="accepted", provisional=False, updated_at=datetime.now(UTC))
+        )
+
+
+async def test_a_replay_returns_the_first_response_not_the_referral_as_it_is_now(
+    app, client: httpx.AsyncClient, auth
+) -> None:
+    body = make_referral_body()
+    first = await client.post("/v1/referrals", json=body, headers=keyed(auth, "moved-on"))
+    assert first.status_code == 201
+    await _move_behind_the_api(app, first.json()["id"])
+    now = await client.get(first.headers["location"], headers=auth())
+    assert (now.json()["status"], now.json()["decision"]["provisional"]) == ("accepted", True)
+    assert now.json()["updated_at"] != first.json()["updated_at"]
+
+    again = await client.post("/v1/referrals", json=body, headers=keyed(auth, "moved-on"))
+    assert again.status_code == 201
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()
+    assert again.json()["status"] == "awaiting_triage"

@@ -53,8 +53,38 @@ class Referral(SQLModel, table=True):
     # upcast older shapes (service/referrals/payloads.py) instead of re-validating them.
     payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     payload_version: int = Field(sa_column=Column(Integer, nullable=False, server_default="1"))
-    # The decision exactly as given at intake, with its ruleset identity.
+    # The decision exactly as given at intake, with its ruleset identity. Never changed: a
+    # clinician's triage is kept beside it, so both stay visible.
     decision: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    # 1 at intake, +1 per move: the ETag, and the guard against two clinicians at once.
+    version: int = Field(sa_column=Column(Integer, nullable=False, server_default="1"))
+    # The moves' own records (lifecycle.md), each with its reason (the comment is personal
+    # data, returned only with the whole referral). Null until the move is made.
+    triage: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    withdrawal: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    closure: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # Keys for possible duplicates (service/referrals/duplicates.py).
+    match_nhs_number: str | None = Field(default=None, max_length=10, index=True)
+    match_name_key: str | None = Field(default=None, max_length=64, index=True)
+
+
+class ReferralMove(SQLModel, table=True):
+    """One line of a referral's history: intake, then each move. No personal data."""
+
+    __tablename__ = "referral_moves"
+    __table_args__ = (UniqueConstraint("referral_id", "version", name="uq_referral_move_version"),)
+
+    id: int | None = Field(
+        default=None, sa_column=Column(BigIntPK, primary_key=True, autoincrement=True)
+    )
+    referral_id: str = Field(max_length=36, index=True)
+    version: int  # the referral's version this move produced (1: intake)
+    action: str = Field(max_length=16)
+    from_status: str | None = Field(default=None, max_length=32)
+    to_status: str = Field(max_length=32)
+    at: datetime = Field(sa_column=utc_column())
+    by_org: str = Field(max_length=16)
+    reason_code: str | None = Field(default=None, max_length=64)
 
 
 class IdempotencyRecord(SQLModel, table=True):
@@ -111,6 +141,7 @@ def _table(model: type[SQLModel]) -> Table:
 
 # Core tables for the hot paths, where SQLAlchemy Core skips the ORM's unit-of-work overhead.
 REFERRALS = _table(Referral)
+REFERRAL_MOVES = _table(ReferralMove)
 IDEMPOTENCY_KEYS = _table(IdempotencyRecord)
 AUDIT_EVENTS = _table(AuditEvent)
 AUDIT_CHAIN_HEADS = _table(AuditChainHead)

@@ -23,7 +23,7 @@ SERVICE_DOMAINS: dict[str, set[str]] = {
     "referrals": {"core", "audit", "auth", "models"},
     "notifications": {"core", "models"},
     "models": set(),
-    "migrations": {"models"},
+    "migrations": {"models", "referrals"},
     "cli": {"core", "auth", "audit", "referrals", "notifications", "models"},
 }
 

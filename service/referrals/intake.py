@@ -14,6 +14,7 @@ from service.core.canonical import canonical_json, sha256_hex
 from service.core.context import RequestContext
 from service.core.errors import NotFound
 from service.referrals import idempotency, repository
+from service.referrals.duplicates import match_keys
 from service.referrals.payloads import CURRENT_PAYLOAD_VERSION
 from service.referrals.record import (
     ReferralRecord,
@@ -112,6 +113,7 @@ def _new_referral(
     ctx: RequestContext, submission: Submission, decision: Decision, now: datetime
 ) -> ReferralRecord:
     identity = decision.ruleset
+    keys = match_keys(submission.payload)
     return ReferralRecord(
         id=str(uuid.uuid4()),
         reference=new_reference(),
@@ -131,6 +133,12 @@ def _new_referral(
         payload=submission.payload,
         payload_version=CURRENT_PAYLOAD_VERSION,
         decision=decision.to_dict(),
+        version=1,
+        triage=None,
+        withdrawal=None,
+        closure=None,
+        match_nhs_number=keys.nhs_number,
+        match_name_key=keys.name_key,
     )
 
 

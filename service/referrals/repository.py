@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.audit import chain
 from service.core.canonical import as_utc
-from service.models import IDEMPOTENCY_KEYS, REFERRALS
+from service.models import IDEMPOTENCY_KEYS, REFERRAL_MOVES, REFERRALS
 from service.referrals.payloads import CURRENT_PAYLOAD_VERSION, upcast
 from service.referrals.record import (
     COLUMNS,
@@ -32,7 +32,9 @@ from service.referrals.record import (
 )
 
 _REFERRALS = REFERRALS
+_MOVES = REFERRAL_MOVES
 _KEYS = IDEMPOTENCY_KEYS
+_INSERT_MOVE = insert(_MOVES)
 
 # --- Referrals ---------------------------------------------------------------------------
 
@@ -56,6 +58,9 @@ _PG_STORE = text(
     "SELECT :key_org, :key_key, :key_sha256, id, :key_created_at, :key_response "
     "FROM created WHERE :with_key "
     "ON CONFLICT (org, key) DO NOTHING RETURNING referral_id), "
+    "moved AS (INSERT INTO referral_moves "
+    "(referral_id, version, action, from_status, to_status, at, by_org) "
+    "SELECT id, :version, 'intake', NULL, :status, :received_at, :org FROM created), "
     f"head AS ({chain.PG_FREE_HEAD_SQL}) "
     "SELECT (SELECT count(*) FROM created) AS made, (SELECT count(*) FROM keyed) AS keyed, "
     "head.chain, head.chain_seq, head.hash, head.seq "
@@ -128,8 +133,24 @@ async def newest_first(
 
 
 async def insert_referral(db: AsyncConnection, record: ReferralRecord) -> bool:
-    """Insert the referral; False (nothing inserted) when its reference is already taken."""
-    return (await db.execute(_INSERT_REFERRAL, column_values(record))).first() is not None
+    """Insert the referral and the first line of its history; False (nothing inserted) when
+    its reference is already taken."""
+    if (await db.execute(_INSERT_REFERRAL, column_values(record))).first() is None:
+        return False
+    await db.execute(
+        _INSERT_MOVE,
+        {
+            "referral_id": record.id,
+            "version": record.version,
+            "action": "intake",
+            "from_status": None,
+            "to_status": record.status,
+            "at": record.received_at,
+            "by_org": record.org,
+            "reason_code": None,
+        },
+    )
+    return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,12 @@ def a_record() -> ReferralRecord:
         "payload": {"infant": {"given_name": "Ada"}},
         "payload_version": 1,
         "decision": {"outcome": "step_up"},
+        "version": 1,
+        "triage": None,
+        "withdrawal": None,
+        "closure": None,
+        "match_nhs_number": "9434765919",
+        "match_name_key": "b" * 64,
     }
     assert set(values) == set(COLUMNS), "update this test's record when the table changes"
     return ReferralRecord(**values)

@@ -75,6 +75,7 @@ def problem_response(
     detail: str,
     errors: Sequence[FieldProblem] | None = None,
     headers: dict[str, str] | None = None,
+    members: dict[str, object] | None = None,
 ) -> JSONResponse:
     body = problem_body(
         status=status,
@@ -85,6 +86,8 @@ def problem_response(
         request_id=request_id_of(request),
         errors=errors,
     )
+    # Extension members never replace the standard ones (RFC 9457 section 3.2).
+    body.update({k: v for k, v in (members or {}).items() if k not in body})
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
 
 
@@ -147,15 +150,17 @@ async def _on_domain_error(request: Request, exc: Exception) -> JSONResponse:
     elif exc.status == 503:
         headers["Retry-After"] = str(request.app.state.services.settings.retry_after_seconds)
     errors = exc.problems if isinstance(exc, InvalidContent) else None
-    return problem_response(
+    response = problem_response(
         request,
         status=exc.status,
         title=exc.title,
         slug=exc.type_slug,
         detail=exc.detail,
         errors=errors,
-        headers=headers,
+        headers={**headers, **exc.headers},
+        members=exc.members,
     )
+    return response
 
 
 async def _on_unknown_code(request: Request, exc: Exception) -> JSONResponse:

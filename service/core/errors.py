@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +22,7 @@ class AuditNote:
     resource_type: str
     resource_id: str | None
     outcome: str
-    details: dict[str, str] | None = None
+    details: dict[str, Any] | None = None
 
 
 class DomainError(Exception):
@@ -34,6 +35,10 @@ class DomainError(Exception):
         self.detail = detail
         # Set when the refusal itself is an auditable action (e.g. access denied).
         self.audit: AuditNote | None = None
+        # Extra problem members (RFC 9457 extensions), e.g. the current version on a 412.
+        self.members: dict[str, object] = {}
+        # Extra response headers, e.g. the current ETag on a 412.
+        self.headers: dict[str, str] = {}
 
 
 class InvalidContent(DomainError):
@@ -70,6 +75,33 @@ class Conflict(DomainError):
     status = 409
     title = "Conflict"
     type_slug = "conflict"
+
+
+class IllegalTransition(Conflict):
+    """The move table does not allow this action from the referral's current status."""
+
+    type_slug = "illegal-transition"
+
+    def __init__(self, detail: str, *, current_status: str, allowed_actions: list[str]) -> None:
+        super().__init__(detail)
+        self.members = {"current_status": current_status, "allowed_actions": allowed_actions}
+
+
+class PreconditionRequired(DomainError):
+    status = 428
+    title = "Precondition Required"
+    type_slug = "precondition-required"
+
+
+class StaleVersion(DomainError):
+    status = 412
+    title = "Precondition Failed"
+    type_slug = "stale-version"
+
+    def __init__(self, detail: str, *, current_version: int) -> None:
+        super().__init__(detail)
+        self.members = {"current_version": current_version}
+        self.headers = {"ETag": f'W/"{current_version}"'}
 
 
 class Unavailable(DomainError):

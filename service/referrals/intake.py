@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -16,6 +17,7 @@ from service.core.errors import NotFound
 from service.referrals import idempotency, repository
 from service.referrals.duplicates import match_keys
 from service.referrals.payloads import CURRENT_PAYLOAD_VERSION
+from service.referrals.queries import PossibleDuplicate, possible_duplicates
 from service.referrals.record import (
     ReferralRecord,
     as_answered,
@@ -33,6 +35,8 @@ _REFERENCE_DRAWS = 5
 class Created:
     referral: ReferralRecord
     replayed: bool
+    # Open referrals of the same infant that this caller may read (warn, never block).
+    possible_duplicates: list[PossibleDuplicate] = field(default_factory=list)
 
 
 async def create_referral(
@@ -64,26 +68,47 @@ async def create_referral(
             if original is None:  # pragma: no cover - the record and referral commit together
                 raise NotFound("The referral for this Idempotency-Key no longer exists.")
             # The first response again, not the referral as it has become since.
-            answered = as_answered(original, claim.replay.response)
-            await _audit_created(db, ctx, answered, now, replayed=True)
-            return Created(answered, replayed=True)
+            first = claim.replay.response or {}
+            answered = as_answered(original, first)
+            duplicates = [
+                PossibleDuplicate.from_dict(d) for d in first.get("possible_duplicates", [])
+            ]
+            await _audit_created(db, ctx, answered, now, replayed=True, duplicates=duplicates)
+            return Created(answered, replayed=True, possible_duplicates=duplicates)
 
     referral = _new_referral(ctx, submission, evaluate(submission.facts, ruleset, today), now)
+    # Looked up before the insert: the audit head the insert takes stays locked until commit.
+    duplicates = await possible_duplicates(
+        db,
+        ctx,
+        referral_id=referral.id,
+        nhs_number=referral.match_nhs_number,
+        name_key=referral.match_name_key,
+    )
+    first_response = {
+        **response_snapshot(referral),
+        "possible_duplicates": [d.to_dict() for d in duplicates],
+    }
     if db.dialect.name == "postgresql":
-        referral, head = await _store_postgres(db, referral, claim, now)
+        referral, head = await _store_postgres(db, referral, claim, now, first_response)
     else:
-        referral, head = await _store_separately(db, referral, claim, now), None
-    await _audit_created(db, ctx, referral, now, replayed=False, head=head)
-    return Created(referral, replayed=False)
+        referral, head = await _store_separately(db, referral, claim, now, first_response), None
+    await _audit_created(db, ctx, referral, now, replayed=False, head=head, duplicates=duplicates)
+    return Created(referral, replayed=False, possible_duplicates=duplicates)
 
 
 async def _store_postgres(
-    db: AsyncConnection, referral: ReferralRecord, claim: idempotency.Claim | None, now: datetime
+    db: AsyncConnection,
+    referral: ReferralRecord,
+    claim: idempotency.Claim | None,
+    now: datetime,
+    first_response: dict[str, Any],
 ) -> tuple[ReferralRecord, chain.TakenHead | None]:
     for _ in range(_REFERENCE_DRAWS):
         key = None
         if claim is not None:
-            key = claim.row(referral_id=referral.id, now=now, response=response_snapshot(referral))
+            response = {**first_response, "reference": referral.reference}
+            key = claim.row(referral_id=referral.id, now=now, response=response)
         stored = await repository.store_with_key_and_head(db, referral, key)
         if stored.made:
             if claim is not None and not stored.keyed:
@@ -95,14 +120,17 @@ async def _store_postgres(
 
 
 async def _store_separately(
-    db: AsyncConnection, referral: ReferralRecord, claim: idempotency.Claim | None, now: datetime
+    db: AsyncConnection,
+    referral: ReferralRecord,
+    claim: idempotency.Claim | None,
+    now: datetime,
+    first_response: dict[str, Any],
 ) -> ReferralRecord:
     for _ in range(_REFERENCE_DRAWS):
         if await repository.insert_referral(db, referral):
             if claim is not None:
-                key = claim.row(
-                    referral_id=referral.id, now=now, response=response_snapshot(referral)
-                )
+                response = {**first_response, "reference": referral.reference}
+                key = claim.row(referral_id=referral.id, now=now, response=response)
                 await repository.insert_key(db, key)
             return referral
         referral = with_changes(referral, reference=new_reference())
@@ -149,6 +177,7 @@ async def _audit_created(
     now: datetime,
     *,
     replayed: bool,
+    duplicates: list[PossibleDuplicate],
     head: chain.TakenHead | None = None,
 ) -> None:
     await chain.append(
@@ -165,6 +194,7 @@ async def _audit_created(
             "priority": referral.priority,
             "safeguarding_alert": referral.safeguarding_alert,
             "ruleset_version": referral.ruleset_version,
+            "possible_duplicates": len(duplicates),
         },
         head=head,
     )

@@ -8,6 +8,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -20,9 +21,19 @@ from service.core.errors import AuditNote, FieldProblem, InvalidContent, NotFoun
 from service.referrals import repository
 from service.referrals.record import ReferralRecord
 from service.referrals.repository import ListFilters
+from service.referrals.statuses import OPEN_STATUSES
 from service.referrals.submission import Submission, check_submission
 
-__all__ = ["ListFilters", "Page", "check_eligibility", "list_referrals", "read_referral"]
+__all__ = [
+    "ListFilters",
+    "Page",
+    "PossibleDuplicate",
+    "check_eligibility",
+    "duplicates_of",
+    "list_referrals",
+    "read_history",
+    "read_referral",
+]
 
 
 async def get_visible_referral(
@@ -79,20 +90,38 @@ class Page:
     next_cursor: str | None
 
 
-def encode_cursor(referral: ReferralRecord) -> str:
-    raw = json.dumps([as_utc(referral.received_at).isoformat(), referral.id]).encode()
+def encode_cursor(referral: ReferralRecord, sort: str = "received") -> str:
+    position: list[Any] = [as_utc(referral.received_at).isoformat(), referral.id]
+    if sort == "triage":
+        position = ["triage", repository.worklist_rank(referral), *position]
+    raw = json.dumps(position).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
+def decode_cursor(cursor: str, sort: str = "received") -> tuple[Any, ...]:
+    """The position a cursor names, for the order it was issued for (or 422 naming it)."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        received, referral_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        return as_utc(datetime.fromisoformat(received)), str(uuid.UUID(referral_id))
+        position = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if not isinstance(position, list):
+            raise ValueError("not a position")
+        if sort == "triage":
+            kind, rank, received, referral_id = position
+            if kind != "triage" or not isinstance(rank, int) or not 0 <= rank <= 3:
+                raise ValueError("not a worklist position")
+            return rank, _moment(received), str(uuid.UUID(referral_id))
+        received, referral_id = position
+        return _moment(received), str(uuid.UUID(referral_id))
     except (ValueError, TypeError, AttributeError, OverflowError, binascii.Error):
         raise InvalidContent(
-            [FieldProblem("cursor", "is not a cursor this service issued")]
+            [FieldProblem("cursor", "is not a cursor this service issued for this sort")]
         ) from None
+
+
+def _moment(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError("not a time")
+    return as_utc(datetime.fromisoformat(value))
 
 
 async def list_referrals(
@@ -103,17 +132,31 @@ async def list_referrals(
     limit: int,
     cursor: str | None,
     now: datetime,
+    sort: str = "received",
 ) -> Page:
-    """Newest first, keyset-paged on (received_at, id): referrals that arrive while a client is
-    paging land before its cursor, so no page repeats or skips an item."""
+    """Newest first (`received`), or the team's worklist order (`triage`), keyset-paged: a
+    cursor names a position, not an offset, so referrals that arrive or move while a client
+    is paging never make a page repeat or skip another item."""
     db = await session.connection()
-    rows = await repository.newest_first(
-        db,
-        org=None if ctx.caller.has(SCOPE_TRIAGE) else ctx.caller.org,
-        filters=filters,
-        before=decode_cursor(cursor) if cursor else None,
-        limit=limit + 1,
-    )
+    org = None if ctx.caller.has(SCOPE_TRIAGE) else ctx.caller.org
+    if sort == "triage":
+        after = decode_cursor(cursor, sort) if cursor else None
+        rows = await repository.worklist_order(
+            db,
+            org=org,
+            filters=filters,
+            after=after,
+            limit=limit + 1,
+        )
+    else:
+        before = decode_cursor(cursor) if cursor else None
+        rows = await repository.newest_first(
+            db,
+            org=org,
+            filters=filters,
+            before=before,
+            limit=limit + 1,
+        )
     items, more = rows[:limit], len(rows) > limit
     await chain.append(
         db,
@@ -125,7 +168,7 @@ async def list_referrals(
         now=now,
         details={"returned": len(items)},
     )
-    return Page(items, encode_cursor(items[-1]) if more and items else None)
+    return Page(items, encode_cursor(items[-1], sort) if more and items else None)
 
 
 async def check_eligibility(
@@ -157,3 +200,90 @@ async def check_eligibility(
         },
     )
     return decision
+
+
+@dataclass(frozen=True, slots=True)
+class PossibleDuplicate:
+    """An open referral that may be of the same infant: ids and status only, no personal data."""
+
+    id: str
+    reference: str
+    status: str
+    received_at: datetime
+    match: str  # "nhs_number" or "name_and_date"
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "id": self.id,
+            "reference": self.reference,
+            "status": self.status,
+            "received_at": as_utc(self.received_at).isoformat(),
+            "match": self.match,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, str]) -> PossibleDuplicate:
+        return cls(
+            data["id"],
+            data["reference"],
+            data["status"],
+            datetime.fromisoformat(data["received_at"]),
+            data["match"],
+        )
+
+
+async def possible_duplicates(
+    db: AsyncConnection,
+    ctx: RequestContext,
+    *,
+    referral_id: str,
+    nhs_number: str | None,
+    name_key: str | None,
+) -> list[PossibleDuplicate]:
+    """Open referrals of the same infant that this caller may read: the referrer sees its own
+    organisation's, the team sees every organisation's."""
+    found = await repository.possible_duplicates(
+        db,
+        referral_id=referral_id,
+        nhs_number=nhs_number,
+        name_key=name_key,
+        open_statuses=frozenset(str(s) for s in OPEN_STATUSES),
+        org=None if ctx.caller.has(SCOPE_TRIAGE) else ctx.caller.org,
+    )
+    return [PossibleDuplicate(r.id, r.reference, r.status, r.received_at, how) for r, how in found]
+
+
+async def duplicates_of(
+    *, session: AsyncSession, ctx: RequestContext, referral: ReferralRecord
+) -> list[PossibleDuplicate]:
+    """For the team's view of a referral: the other open referrals of the same infant."""
+    return await possible_duplicates(
+        await session.connection(),
+        ctx,
+        referral_id=referral.id,
+        nhs_number=referral.match_nhs_number,
+        name_key=referral.match_name_key,
+    )
+
+
+async def read_history(
+    *, session: AsyncSession, ctx: RequestContext, referral_id: str, now: datetime
+) -> list[repository.HistoryLine]:
+    """The referral's moves, intake first: statuses, actions, times, organisations and reason
+    codes only (never a comment or a person)."""
+    db = await session.connection()
+    referral = await get_visible_referral(
+        db=db, ctx=ctx, referral_id=referral_id, action="referral.history_read"
+    )
+    lines = await repository.history(db, referral.id)
+    await chain.append(
+        db,
+        ctx,
+        action="referral.history_read",
+        resource_type="referral",
+        resource_id=referral.id,
+        outcome="success",
+        now=now,
+        details={"returned": len(lines)},
+    )
+    return lines

@@ -16,7 +16,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, String, and_, bindparam, delete, insert, or_, select, text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    String,
+    and_,
+    bindparam,
+    case,
+    delete,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.audit import chain
@@ -112,7 +127,51 @@ async def newest_first(
     """Up to `limit` referrals (of `org`, or of everyone), newest first, keyset-paged on
     (received_at, id) strictly before `before`."""
     t = _REFERRALS.c
-    query = select(_REFERRALS)
+    query = _filtered(select(_REFERRALS), org=org, filters=filters)
+    if before is not None:
+        received_at, last_id = before
+        query = query.where(
+            or_(t.received_at < received_at, and_(t.received_at == received_at, t.id < last_id))
+        )
+    query = query.order_by(t.received_at.desc(), t.id.desc()).limit(limit)
+    return [_record(r) for r in await db.execute(query)]
+
+
+def _worklist_rank() -> Any:
+    """0: safeguarding alert and urgent, 1: alert, 2: urgent, 3: the rest (lifecycle.md)."""
+    t = _REFERRALS.c
+    return case((t.safeguarding_alert, 0), else_=2) + case((t.priority == "urgent", 0), else_=1)
+
+
+def worklist_rank(record: ReferralRecord) -> int:
+    return (0 if record.safeguarding_alert else 2) + (0 if record.priority == "urgent" else 1)
+
+
+async def worklist_order(
+    db: AsyncConnection,
+    *,
+    org: str | None,
+    filters: ListFilters,
+    after: tuple[int, datetime, str] | None,
+    limit: int,
+) -> list[ReferralRecord]:
+    """The team's worklist order: safeguarding alerts first, then urgent, then oldest first;
+    keyset-paged on (rank, received_at, id) strictly after `after`."""
+    t = _REFERRALS.c
+    rank = _worklist_rank()
+    query = _filtered(select(_REFERRALS), org=org, filters=filters)
+    if after is not None:
+        rank_after, received_after, id_after = after
+        position = tuple_(
+            literal(rank_after), literal(received_after, t.received_at.type), literal(id_after)
+        )
+        query = query.where(tuple_(rank, t.received_at, t.id) > position)
+    query = query.order_by(rank, t.received_at, t.id).limit(limit)
+    return [_record(r) for r in await db.execute(query)]
+
+
+def _filtered(query: Any, *, org: str | None, filters: ListFilters) -> Any:
+    t = _REFERRALS.c
     if org is not None:
         query = query.where(t.org == org)
     if filters.status:
@@ -123,13 +182,7 @@ async def newest_first(
         query = query.where(t.received_at >= as_utc(filters.received_from))
     if filters.received_to:
         query = query.where(t.received_at < as_utc(filters.received_to))
-    if before is not None:
-        received_at, last_id = before
-        query = query.where(
-            or_(t.received_at < received_at, and_(t.received_at == received_at, t.id < last_id))
-        )
-    query = query.order_by(t.received_at.desc(), t.id.desc()).limit(limit)
-    return [_record(r) for r in await db.execute(query)]
+    return query
 
 
 async def insert_referral(db: AsyncConnection, record: ReferralRecord) -> bool:
@@ -254,3 +307,133 @@ async def insert_key(db: AsyncConnection, key: KeyRow) -> None:
             "response": key.response,
         },
     )
+
+
+# --- Moves and history ---------------------------------------------------------------------
+
+
+async def apply_move(
+    db: AsyncConnection,
+    referral: ReferralRecord,
+    *,
+    changes: dict[str, Any],
+    expected_version: int,
+    now: datetime,
+) -> ReferralRecord | None:
+    """Apply a move if the referral is still at `expected_version`; None if it has moved.
+
+    On PostgreSQL a concurrent UPDATE of the same row waits for the first to commit and then
+    re-checks the WHERE clause against the committed row, so exactly one of two wins.
+    """
+    t = _REFERRALS.c
+    statement = (
+        update(_REFERRALS)
+        .where(t.id == referral.id, t.version == expected_version)
+        .values(**changes, version=t.version + 1, updated_at=now)
+        .returning(*_REFERRALS.columns)
+    )
+    row = (await db.execute(statement)).first()
+    return None if row is None else _record(row)
+
+
+async def insert_move(
+    db: AsyncConnection,
+    *,
+    referral_id: str,
+    version: int,
+    action: str,
+    from_status: str | None,
+    to_status: str,
+    at: datetime,
+    by_org: str,
+    reason_code: str | None,
+) -> None:
+    await db.execute(
+        _INSERT_MOVE,
+        {
+            "referral_id": referral_id,
+            "version": version,
+            "action": action,
+            "from_status": from_status,
+            "to_status": to_status,
+            "at": at,
+            "by_org": by_org,
+            "reason_code": reason_code,
+        },
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryLine:
+    status: str
+    action: str
+    at: datetime
+    by_org: str
+    reason_code: str | None
+    version: int
+
+
+_HISTORY = (
+    select(
+        _MOVES.c.to_status,
+        _MOVES.c.action,
+        _MOVES.c.at,
+        _MOVES.c.by_org,
+        _MOVES.c.reason_code,
+        _MOVES.c.version,
+    )
+    .where(_MOVES.c.referral_id == bindparam("referral_id"))
+    .order_by(_MOVES.c.version)
+)
+
+
+async def history(db: AsyncConnection, referral_id: str) -> list[HistoryLine]:
+    rows = await db.execute(_HISTORY, {"referral_id": referral_id})
+    return [
+        HistoryLine(r.to_status, r.action, as_utc(r.at), r.by_org, r.reason_code, r.version)
+        for r in rows
+    ]
+
+
+# --- Possible duplicates -------------------------------------------------------------------
+
+
+async def possible_duplicates(
+    db: AsyncConnection,
+    *,
+    referral_id: str,
+    nhs_number: str | None,
+    name_key: str | None,
+    open_statuses: frozenset[str],
+    org: str | None,
+    limit: int = 20,
+) -> list[tuple[ReferralRecord, str]]:
+    """Open referrals (of `org`, or of everyone) that may be of the same infant, with how they
+    matched: "nhs_number", or "name_and_date" when either referral has no NHS number."""
+    t = _REFERRALS.c
+    matches = []
+    if nhs_number is not None:
+        matches.append(t.match_nhs_number == nhs_number)
+    if name_key is not None:
+        same_name = t.match_name_key == name_key
+        matches.append(
+            same_name if nhs_number is None else and_(same_name, t.match_nhs_number.is_(None))
+        )
+    if not matches:
+        return []
+    query = select(_REFERRALS).where(
+        or_(*matches), t.id != referral_id, t.status.in_(sorted(open_statuses))
+    )
+    if org is not None:
+        query = query.where(t.org == org)
+    query = query.order_by(t.received_at.desc(), t.id.desc()).limit(limit)
+    found = []
+    for row in await db.execute(query):
+        record = _record(row)
+        how = (
+            "nhs_number"
+            if nhs_number is not None and record.match_nhs_number == nhs_number
+            else "name_and_date"
+        )
+        found.append((record, how))
+    return found

@@ -50,7 +50,8 @@ openapi-check: $(STAMP)
 	$(BIN)/python -m api.openapi_export --check openapi/openapi.json
 
 contract: $(STAMP)
-	@test -n "$(TOKEN)" || { echo "usage: make contract URL=https://… TOKEN=…"; exit 2; }
+	@test -n "$(TOKEN)" || { echo "usage: make contract URL=https://… TOKEN=… (a test" \
+		"organisation's token: referrals:submit referrals:read audit:read)"; exit 2; }
 	$(BIN)/schemathesis --config-file tests/contract/schemathesis.toml run openapi/openapi.json \
 		--url "$(URL)" --header "Authorization: Bearer $(TOKEN)" \
 		--checks all --phases examples,coverage,fuzzing,stateful

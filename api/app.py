@@ -32,7 +32,9 @@ get an immediate, explainable and **provisional** decision: step up, step down o
 team clinician confirms it later. No diagnosis is ever required. Every action is audited.
 
 Authenticate with a bearer JWT carrying `sub`, `org` and `scope` (space-separated:
-`referrals:submit`, `referrals:read`, `referrals:triage`, `audit:read`).
+`referrals:submit`, `referrals:read`, `referrals:triage`, `audit:read` for your organisation's
+audit events, `audit:read_all` for the team's information governance: every event and
+verifying the trail).
 """
 
 

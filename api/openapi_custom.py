@@ -28,8 +28,8 @@ REQUIRED_SCOPES: dict[str, tuple[str, ...]] = {
     "referrals-list": ("referrals:read", "referrals:triage"),
     "referrals-get": ("referrals:read", "referrals:triage"),
     "referrals-status": ("referrals:read", "referrals:triage"),
-    "audit-events-list": ("audit:read",),
-    "audit-events-verify": ("audit:read",),
+    "audit-events-list": ("audit:read", "audit:read_all"),
+    "audit-events-verify": ("audit:read_all",),
 }
 
 # Followed by stateful testing (schemathesis) and documented for client authors.
@@ -121,7 +121,7 @@ def _security_scheme(components: dict[str, Any]) -> None:
     scheme["description"] = (
         "A JWT from your identity provider, signed with RS256 or ES256, with `iss`, `aud`, `exp`, "
         "`sub`, `org` (your organisation code) and `scope` (space-separated: "
-        "`referrals:submit`, `referrals:read`, `referrals:triage`, `audit:read`)."
+        "`referrals:submit`, `referrals:read`, `referrals:triage`, `audit:read`, `audit:read_all`)."
     )
 
 

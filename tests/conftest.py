@@ -21,7 +21,13 @@ from tests.databases import PostgresDatabases, SqliteDatabases, backends, postgr
 
 ISSUER = "https://idp.test.nhs.example"
 AUDIENCE = "referral-api"
-ALL_SCOPES = ("referrals:submit", "referrals:read", "referrals:triage", "audit:read")
+ALL_SCOPES = (
+    "referrals:submit",
+    "referrals:read",
+    "referrals:triage",
+    "audit:read",
+    "audit:read_all",
+)
 PARTNER_SCOPES = ("referrals:submit", "referrals:read")
 
 

@@ -30,8 +30,17 @@ class AuditEventPublic(ResponseModel):
     outcome: str
     request_id: str
     details: dict[str, Any] = Field(description="Ids, codes and counts; never personal data.")
-    prev_hash: str
-    hash: str
+    prev_hash: str | None = Field(
+        description="The hash of the event before this one in its chain (all zeros for the "
+        "first). Null with the scope `audit:read`: only `audit:read_all` sees the chain."
+    )
+    hash: str | None = Field(
+        description="SHA-256 over the canonical JSON of every other field of the event as "
+        "stored. Null with the scope `audit:read`: an organisation's view shows its refused "
+        "look-ups of another organisation's referral and of a missing one alike, and a hash "
+        "recomputed from either stored form would tell them apart; the chains also run "
+        "through other organisations' events, so this view could not verify them anyway."
+    )
 
 
 class AuditEventsPage(ResponseModel):

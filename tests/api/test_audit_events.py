@@ -23,7 +23,9 @@ from tests.service.test_audit_chain import tamper
 
 Auth = Callable[..., dict[str, str]]
 GENESIS = "0" * 64
-AUDITOR = {"org": "AUD01", "sub": "auditor-1", "scopes": ("audit:read",)}
+# The team's information governance: the whole trail, exactly as stored (an organisation's
+# own view, scope audit:read, is tested in test_audit_scoping.py).
+AUDITOR = {"org": "AUD01", "sub": "auditor-1", "scopes": ("audit:read_all",)}
 
 
 class Trail:
@@ -198,6 +200,8 @@ async def test_each_action_records_one_event_with_its_actor_and_outcome(
         ("GET", "/v1/referrals/{referral_id}/status", ("referrals:submit",), "referral"),
         ("GET", "/v1/audit-events", PARTNER_SCOPES, "audit"),
         ("GET", "/v1/audit-events/verify", ("referrals:triage",), "audit"),
+        # An organisation's auditor sees only its own events: it cannot verify the whole trail.
+        ("GET", "/v1/audit-events/verify", ("audit:read",), "audit"),
     ],
 )
 async def test_a_missing_scope_is_403_and_recorded_as_access_denied(
@@ -470,6 +474,8 @@ async def test_cursor_paging_returns_every_event_once_in_order(
         {"limit": -1},
         {"cursor": "abc"},
         {"cursor": "1" * 20},
+        {"cursor": "9999999999999999999"},  # 19 digits, past the largest BIGINT
+        {"cursor": str(2**63)},
         {"referral_id": "not-a-uuid"},
         {"since": "yesterday"},
         {"action": "Referral Read"},

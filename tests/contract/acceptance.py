@@ -7,7 +7,8 @@ repaired before it is sent, and only in these ways (each a rule the document sta
 - dates relative to "today" (or the dry run's `as_of`): a date of birth not after it, an
   expected due date from 14 days before to 294 days after it, consent not recorded after it;
 - NHS numbers must pass the Modulus 11 check; postcodes must be real UK postcodes;
-- a list `cursor` must be one the service issued (it is opaque): positive cases drop it;
+- a list `cursor` (referrals or audit events) must be one the service issued (it is opaque):
+  positive cases drop it;
 - an `Idempotency-Key` reused with a different body is refused (422, as documented): positive
   cases get a fresh key each, so two generated bodies never share one by chance.
 
@@ -34,6 +35,7 @@ from service.referrals.validation import (
 VALID_NHS_NUMBER = "9434765919"
 VALID_POSTCODE = "OX4 1AA"
 REFERRAL_BODY_OPERATIONS = frozenset({"referrals-create", "eligibility-check"})
+CURSOR_OPERATIONS = frozenset({"referrals-list", "audit-events-list"})
 
 
 def london_today() -> date:
@@ -50,7 +52,7 @@ def make_acceptable(case: Case, today: date) -> Case:
     if not is_positive(case):
         return case
     operation_id = case.operation.definition.raw.get("operationId")
-    if operation_id == "referrals-list" and isinstance(case.query, MutableMapping):
+    if operation_id in CURSOR_OPERATIONS and isinstance(case.query, MutableMapping):
         case.query.pop("cursor", None)
     if isinstance(case.headers, MutableMapping) and "Idempotency-Key" in case.headers:
         case.headers["Idempotency-Key"] = uuid.uuid4().hex

@@ -79,7 +79,7 @@ async def test_two_instances_share_idempotency_and_one_valid_audit_trail(
             assert len(listed.json()["items"]) == 10
 
             verified = await client.get(
-                f"{second}/v1/audit-events/verify", headers=auth(scopes=("audit:read",))
+                f"{second}/v1/audit-events/verify", headers=auth(scopes=("audit:read_all",))
             )
             assert verified.json()["valid"] is True
             # One event per 201 (created or replayed) and one for the listing; a 409 stores

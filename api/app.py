@@ -13,7 +13,7 @@ from api import docs, problems
 from api.deps import Services
 from api.middleware import RequestContextMiddleware
 from api.openapi_custom import customise
-from api.routes import audit, eligibility, health, pathway, referrals
+from api.routes import audit, eligibility, health, lifecycle, pathway, referrals
 from eligibility import Ruleset, default_ruleset, load_ruleset
 from service.audit.anchor import log_head_forever
 from service.auth.tokens import TokenVerifier
@@ -87,6 +87,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     problems.install(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     app.include_router(referrals.router)
+    app.include_router(lifecycle.router)
     app.include_router(eligibility.router)
     app.include_router(pathway.router)
     app.include_router(audit.router)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -78,11 +78,13 @@ ServicesDep = Annotated[Services, Depends(services_of)]
 class Clock:
     now: datetime
     today: date  # in the service's time zone: the default evaluation date
+    zone: tzinfo  # the service's time zone ("today", waiting days)
 
 
 async def clock(services: ServicesDep) -> Clock:
     now = services.clock()
-    return Clock(now=now, today=now.astimezone(services.settings.zone).date())
+    zone = services.settings.zone
+    return Clock(now=now, today=now.astimezone(zone).date(), zone=zone)
 
 
 ClockDep = Annotated[Clock, Depends(clock)]
@@ -146,6 +148,9 @@ def _require(
 CanSubmit = Annotated[RequestContext, Depends(_require(SCOPE_SUBMIT, resource_type="referral"))]
 CanRead = Annotated[
     RequestContext, Depends(_require(SCOPE_READ, SCOPE_TRIAGE, resource_type="referral"))
+]
+CanSubmitOrTriage = Annotated[
+    RequestContext, Depends(_require(SCOPE_SUBMIT, SCOPE_TRIAGE, resource_type="referral"))
 ]
 CanTriage = Annotated[RequestContext, Depends(_require(SCOPE_TRIAGE, resource_type="referral"))]
 CanAudit = Annotated[

@@ -20,7 +20,12 @@ _DESCRIPTIONS = {
     403: "The token lacks the scope this operation needs.",
     404: "No such resource (also for another organisation's referral).",
     405: "Method not allowed.",
-    409: "A request with the same Idempotency-Key is still in progress.",
+    409: "A request with the same Idempotency-Key is still in progress, or (type "
+    "`illegal-transition`) the referral's status does not allow this action: "
+    "`current_status` and `allowed_actions` say what does.",
+    412: "`If-Match` does not name the referral's current version (type `stale-version`): "
+    "`current_version` and the `ETag` header give it; read the referral again.",
+    428: "`If-Match` is required: send the `ETag` of your last read of the referral.",
     413: "The body is larger than the limit (default 64 KiB).",
     415: "The body is not application/json.",
     422: "The request is not valid: `errors` names each field and the reason.",

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import date, tzinfo
+from typing import Any
+
 from api.schemas.referrals import (
     Decision,
     ReferralCreate,
@@ -10,6 +14,9 @@ from api.schemas.referrals import (
     ReferralSummary,
 )
 from service.core.canonical import as_utc
+from service.core.context import Caller
+from service.referrals.lifecycle import available_actions
+from service.referrals.queries import PossibleDuplicate
 from service.referrals.record import ReferralRecord
 from service.referrals.submission import Submission
 
@@ -22,7 +29,12 @@ def submission_of(body: ReferralCreate) -> Submission:
     )
 
 
-def referral_public(referral: ReferralRecord) -> ReferralPublic:
+def referral_public(
+    referral: ReferralRecord,
+    *,
+    caller: Caller,
+    possible_duplicates: Sequence[PossibleDuplicate] = (),
+) -> ReferralPublic:
     return ReferralPublic.model_validate(
         {
             **referral.payload,
@@ -30,35 +42,55 @@ def referral_public(referral: ReferralRecord) -> ReferralPublic:
             "reference": referral.reference,
             "organisation": referral.org,
             "status": referral.status,
+            "version": referral.version,
+            "provisional": referral.provisional,
+            "available_actions": available_actions(caller, referral),
             "received_at": as_utc(referral.received_at),
             "updated_at": as_utc(referral.updated_at),
             "decision": referral.decision,
+            "triage": referral.triage,
+            "withdrawal": referral.withdrawal,
+            "closure": referral.closure,
+            "possible_duplicates": [d.to_dict() for d in possible_duplicates],
         }
     )
 
 
-def referral_status(referral: ReferralRecord) -> ReferralStatusPublic:
+def referral_status(referral: ReferralRecord, *, caller: Caller) -> ReferralStatusPublic:
     decision = Decision.model_validate(referral.decision)
-    return ReferralStatusPublic(
-        id=referral.id,
-        reference=referral.reference,
-        status=referral.status,
-        outcome=decision.outcome,
-        priority=decision.priority,
-        provisional=referral.provisional,
-        safeguarding_alert=decision.safeguarding_alert,
-        next_steps=decision.next_steps,
-        signposts=decision.signposts,
-        updated_at=as_utc(referral.updated_at),
+    triage = referral.triage
+    signposts: Any = decision.signposts
+    if triage is not None and triage.get("signposts"):
+        signposts = triage["signposts"]  # the clinician's choice replaces the rules'
+    return ReferralStatusPublic.model_validate(
+        {
+            "id": referral.id,
+            "reference": referral.reference,
+            "status": referral.status,
+            "version": referral.version,
+            "available_actions": available_actions(caller, referral),
+            "triaged_at": triage["decided_at"] if triage else None,
+            # After triage the clinician's outcome and priority, not the rules'.
+            "outcome": referral.outcome,
+            "priority": referral.priority,
+            "provisional": referral.provisional,
+            "safeguarding_alert": decision.safeguarding_alert,
+            "next_steps": decision.next_steps,
+            "signposts": signposts,
+            "updated_at": as_utc(referral.updated_at),
+        }
     )
 
 
-def referral_summary(referral: ReferralRecord) -> ReferralSummary:
+def referral_summary(referral: ReferralRecord, *, today: date, zone: tzinfo) -> ReferralSummary:
+    received_on = as_utc(referral.received_at).astimezone(zone).date()
     return ReferralSummary(
         id=referral.id,
         reference=referral.reference,
         organisation=referral.org,
         status=referral.status,
+        version=referral.version,
+        waiting_days=max(0, (today - received_on).days),
         outcome=referral.outcome,
         priority=referral.priority,
         provisional=referral.provisional,

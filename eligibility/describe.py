@@ -80,5 +80,11 @@ def describe_ruleset(ruleset: Ruleset) -> dict[str, Any]:
         ],
         "signposting": [service.to_dict() for service in ruleset.services],
         "next_steps": {outcome: list(steps) for outcome, steps in ruleset.next_steps.items()},
+        "lifecycle": {
+            "reason_codes": {
+                move: [{"code": c, "label": c.replace("_", " ").capitalize()} for c in codes]
+                for move, codes in ruleset.lifecycle_reasons.items()
+            }
+        },
         "glossary": [{"term": term, "meaning": meaning} for term, meaning in GLOSSARY],
     }

@@ -88,6 +88,9 @@ class Ruleset:
     score_reasons: Mapping[str, tuple[Reason, ...]]
     next_steps: Mapping[str, tuple[str, ...]]
     services: tuple[Signpost, ...]
+    services_by_id: Mapping[str, Signpost]
+    # Reason codes per move: "triage" (an override), "withdraw", "close".
+    lifecycle_reasons: Mapping[str, tuple[str, ...]]
     identity: RulesetIdentity
 
     def __init__(self, model: RulesetFile, *, sha256: str, source: str) -> None:
@@ -162,6 +165,17 @@ class Ruleset:
         )
         set_("services", services)
         by_id = {service.id: service for service in services}
+        set_("services_by_id", MappingProxyType(by_id))
+        set_(
+            "lifecycle_reasons",
+            MappingProxyType(
+                {
+                    "triage": tuple(model.lifecycle.triage_override),
+                    "withdraw": tuple(model.lifecycle.withdraw),
+                    "close": tuple(model.lifecycle.close),
+                }
+            ),
+        )
         reasons: dict[str, Reason] = {}
         reason_signposts: dict[str, tuple[Signpost, ...]] = {}
         score_reasons: dict[str, tuple[Reason, ...]] = {}

@@ -133,6 +133,33 @@ class ServiceRecord(_Section):
     email: Email | None = None
 
 
+class LifecycleSection(_Section):
+    """`[lifecycle]`: the reason codes a clinician or referrer gives for each move."""
+
+    triage_override: Annotated[list[Code], Field(min_length=1)] = [
+        "clinical_judgement",
+        "additional_information",
+        "family_circumstances",
+        "safeguarding_concern",
+        "other",
+    ]
+    withdraw: Annotated[list[Code], Field(min_length=1)] = [
+        "family_declined",
+        "consent_withdrawn",
+        "referred_elsewhere",
+        "no_longer_needed",
+        "entered_in_error",
+        "other",
+    ]
+    close: Annotated[list[Code], Field(min_length=1)] = [
+        "intervention_completed",
+        "family_disengaged",
+        "moved_out_of_area",
+        "stepped_down_support_completed",
+        "other",
+    ]
+
+
 class RulesetFile(_Section):
     """The whole ruleset file."""
 
@@ -149,3 +176,6 @@ class RulesetFile(_Section):
     reasons: ReasonsSection
     next_steps: NextStepsSection
     services: list[ServiceRecord]
+    # Optional, so that rulesets written before the lifecycle still load: the defaults are
+    # the codes of lifecycle.md.
+    lifecycle: LifecycleSection = Field(default_factory=LifecycleSection)

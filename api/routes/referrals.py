@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from enum import StrEnum
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response, status
@@ -24,15 +25,21 @@ from api.schemas.referrals import (
     ReferralCreate,
     ReferralPublic,
     ReferralsPage,
-    ReferralStatus,
     ReferralStatusPublic,
 )
 from api.views import referral_public, referral_status, referral_summary, submission_of
 from service.core import metrics
 from service.core.unit_of_work import after_commit
 from service.referrals import intake, queries
+from service.referrals.statuses import ReferralStatus
 
 router = APIRouter(prefix="/v1/referrals", tags=["referrals"])
+
+
+class ListOrder(StrEnum):
+    received = "received"
+    triage = "triage"
+
 
 IdempotencyKey = Annotated[
     str | None,
@@ -77,6 +84,7 @@ async def create_referral(
         idempotency_ttl=timedelta(hours=services.settings.idempotency_ttl_hours),
     )
     response.headers["Location"] = f"{router.prefix}/{created.referral.id}"
+    response.headers["ETag"] = etag(created.referral.version)
     if created.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     else:
@@ -84,7 +92,9 @@ async def create_referral(
         after_commit(db, counter.inc)
         if created.referral.safeguarding_alert:
             after_commit(db, metrics.SAFEGUARDING_ALERTS.inc)
-    return referral_public(created.referral)
+    return referral_public(
+        created.referral, caller=ctx.caller, possible_duplicates=created.possible_duplicates
+    )
 
 
 @router.get(
@@ -107,10 +117,18 @@ async def list_referrals(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200, pattern=r"^[A-Za-z0-9_-]+$")] = None,
+    sort: Annotated[
+        ListOrder,
+        Query(
+            description="`received`: newest first. `triage`: the team's worklist order, "
+            "safeguarding alerts first, then urgent, then oldest first."
+        ),
+    ] = ListOrder.received,
 ) -> ReferralsPage:
     """A page of referral summaries, newest first, with no personal data (scope
     `referrals:read` for your organisation's, `referrals:triage` for all)."""
     page = await queries.list_referrals(
+        sort=str(sort),
         session=db,
         ctx=ctx,
         now=now.now,
@@ -124,7 +142,8 @@ async def list_referrals(
         ),
     )
     return ReferralsPage(
-        items=[referral_summary(r) for r in page.items], next_cursor=page.next_cursor
+        items=[referral_summary(r, today=now.today, zone=now.zone) for r in page.items],
+        next_cursor=page.next_cursor,
     )
 
 
@@ -135,14 +154,17 @@ async def list_referrals(
     responses=responses(200, 401, 403, 404, 422, 503),
 )
 async def get_referral(
-    referral_id: uuid.UUID, ctx: CanRead, db: SessionDep, now: ClockDep
+    referral_id: uuid.UUID, ctx: CanRead, db: SessionDep, now: ClockDep, response: Response
 ) -> ReferralPublic:
     """The whole referral with its decision (scope `referrals:read` for your organisation's,
-    `referrals:triage` for any). Another organisation's referral is 404."""
+    `referrals:triage` for any). Another organisation's referral is 404. The `ETag` is the
+    version to send as `If-Match` with an action."""
     referral = await queries.read_referral(
         session=db, ctx=ctx, referral_id=str(referral_id), now=now.now
     )
-    return referral_public(referral)
+    response.headers["ETag"] = etag(referral.version)
+    duplicates = await queries.duplicates_of(session=db, ctx=ctx, referral=referral)
+    return referral_public(referral, caller=ctx.caller, possible_duplicates=duplicates)
 
 
 @router.get(
@@ -152,11 +174,17 @@ async def get_referral(
     responses=responses(200, 401, 403, 404, 422, 503),
 )
 async def get_referral_status(
-    referral_id: uuid.UUID, ctx: CanRead, db: SessionDep, now: ClockDep
+    referral_id: uuid.UUID, ctx: CanRead, db: SessionDep, now: ClockDep, response: Response
 ) -> ReferralStatusPublic:
     """Where the referral stands, with no personal data (scope `referrals:read` or
-    `referrals:triage`)."""
+    `referrals:triage`), and the actions you may take on it now."""
     referral = await queries.read_referral(
         session=db, ctx=ctx, referral_id=str(referral_id), now=now.now, status_only=True
     )
-    return referral_status(referral)
+    response.headers["ETag"] = etag(referral.version)
+    return referral_status(referral, caller=ctx.caller)
+
+
+def etag(version: int) -> str:
+    """A weak ETag naming the referral's version: what `If-Match` must send back."""
+    return f'W/"{version}"'

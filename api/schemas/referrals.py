@@ -21,7 +21,9 @@ from api.schemas.common import (
     ResponseModel,
     Weeks,
 )
+from api.schemas.lifecycle import MovePublic, TriagePublic
 from eligibility import ReferralFacts, SafeguardingFacts
+from service.referrals.statuses import Action, ReferralStatus
 
 
 class ReferrerRole(StrEnum):
@@ -57,15 +59,6 @@ class ServiceInvolved(StrEnum):
     childrens_centre = "childrens_centre"
     voluntary_sector = "voluntary_sector"
     other = "other"
-
-
-class ReferralStatus(StrEnum):
-    awaiting_triage = "awaiting_triage"
-    accepted = "accepted"
-    stepped_down = "stepped_down"
-    signposted = "signposted"
-    withdrawn = "withdrawn"
-    closed = "closed"
 
 
 Outcome = Literal["step_up", "step_down", "signpost"]
@@ -230,6 +223,16 @@ class Decision(ResponseModel):
     ruleset: RulesetIdentity
 
 
+class PossibleDuplicate(ResponseModel):
+    """An open referral that may be of the same infant (warn, never block)."""
+
+    id: str
+    reference: str
+    status: ReferralStatus
+    received_at: datetime
+    match: Literal["nhs_number", "name_and_date"]
+
+
 class ReferralPublic(ResponseModel):
     """A whole referral with its decision: personal data, for its organisation and the team."""
 
@@ -237,8 +240,24 @@ class ReferralPublic(ResponseModel):
     reference: str
     organisation: str
     status: ReferralStatus
+    version: int = Field(description='1 at intake, +1 per move; the ETag is W/"<version>".')
+    provisional: bool = Field(
+        description="True until a team clinician triages the referral (the rules' decision "
+        "is provisional; the triage is not)."
+    )
+    available_actions: list[Action] = Field(
+        description="What you may do to this referral now (lifecycle.md)."
+    )
     received_at: datetime
     updated_at: datetime
+    triage: TriagePublic | None = None
+    withdrawal: MovePublic | None = None
+    closure: MovePublic | None = None
+    possible_duplicates: list[PossibleDuplicate] = Field(
+        default_factory=list,
+        description="Open referrals of the same infant that you may read: at intake, and in "
+        "the team's view of a referral.",
+    )
     referrer: Referrer
     infant: Infant
     caregivers: list[Caregiver]
@@ -259,6 +278,9 @@ class ReferralStatusPublic(ResponseModel):
     id: str
     reference: str
     status: ReferralStatus
+    version: int
+    available_actions: list[Action]
+    triaged_at: datetime | None
     outcome: Outcome
     priority: Priority
     provisional: bool
@@ -275,6 +297,8 @@ class ReferralSummary(ResponseModel):
     reference: str
     organisation: str
     status: ReferralStatus
+    version: int
+    waiting_days: int = Field(description="Whole days since received, in the service's zone.")
     outcome: Outcome
     priority: Priority
     provisional: bool

@@ -41,6 +41,17 @@ SAFEGUARDING_ALERTS = Counter(
     "Referrals stored with a safeguarding alert (immediate risk reported): each needs the "
     "referrer to have contacted children's social care or the police.",
 )
+MOVES = Counter(
+    "referral_moves_total",
+    "Referral moves after intake, by action and from/to status.",
+    ["action", "from_status", "to_status"],
+)
+TRIAGE_AGREEMENT = Counter(
+    "referral_triage_decisions_total",
+    "Clinicians' triage decisions, by the rules' outcome, the clinician's outcome and whether "
+    "they agreed with the rules (agree) or overrode them (override): the ruleset's feedback.",
+    ["rules_outcome", "outcome", "agreement"],
+)
 AUDIT_HEAD_SEQ = Gauge(
     "referral_audit_head_seq",
     "Highest audit sequence number this service has written.",

@@ -18,6 +18,7 @@ from api.deps import (
     SessionDep,
     after_commit,
 )
+from api.json_body import StrictJsonRoute
 from api.openapi_docs import REFERRAL_EXAMPLES, responses
 from api.schemas.common import DateTimeQuery
 from api.schemas.referrals import (
@@ -32,7 +33,7 @@ from api.views import referral_public, referral_status, referral_summary, submis
 from service.core import metrics
 from service.referrals import intake, queries
 
-router = APIRouter(prefix="/v1/referrals", tags=["referrals"])
+router = APIRouter(prefix="/v1/referrals", tags=["referrals"], route_class=StrictJsonRoute)
 
 IdempotencyKey = Annotated[
     str | None,

@@ -13,9 +13,9 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     Strict,
     StringConstraints,
-    GetJsonSchemaHandler,
     WithJsonSchema,
 )
 from pydantic.json_schema import JsonSchemaValue

@@ -56,6 +56,11 @@ NAME_PATTERN = f"^ *[^ {_CONTROLS}][^{_CONTROLS}]*$"
 FREE_TEXT_PATTERN = f"^[^{_TEXT_CONTROLS}]*$"
 _CONTROL = re.compile(f"[{_CONTROLS}]")
 _TEXT_CONTROL = re.compile(f"[{_TEXT_CONTROLS}]")
+# JSON can spell a lone UTF-16 surrogate (`\ud800`), which is no character and cannot be
+# encoded as UTF-8 on the way out. Constrained strings are refused by pydantic itself; free text
+# is checked here. Not in the pattern: ECMA-262 without the `u` flag matches UTF-16 code units,
+# so excluding surrogates there would also refuse every character beyond U+FFFF (emoji).
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,8 @@ def _single_line(text: str) -> str:
 def _free_text(text: str) -> str:
     if _TEXT_CONTROL.search(text):
         raise ValueError("must not contain control characters other than tabs and line breaks")
+    if _SURROGATE.search(text):
+        raise ValueError("must be valid Unicode text")
     return text
 
 

@@ -375,3 +375,17 @@ async def test_other_unicode_in_names_and_text_is_accepted(client: httpx.AsyncCl
     created = await submit(client, auth, body)
     assert created.status_code == 201, created.text
     assert created.json()["infant"]["given_name"] == "محمد"
+
+
+@pytest.mark.parametrize("field", FREE_TEXT_FIELDS)
+async def test_a_lone_surrogate_in_free_text_is_422_not_500(
+    client: httpx.AsyncClient, auth, problem, field: str
+) -> None:
+    # Only JSON's \u escape can carry one; it is no character and cannot be sent back as UTF-8.
+    override, template = FREE_TEXT_FIELDS[field]
+    content = json.dumps(make_referral_body(**{override: template.format("\udfff")}))
+    assert "\\udfff" in content
+    response = await client.post(
+        "/v1/referrals", content=content, headers={**auth(), "Content-Type": "application/json"}
+    )
+    problem(response, 422, fields=(field,))

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.problems import internal_error, problem_response
-from service.core import metrics
+from service.core import logs, metrics
 
 logger = logging.getLogger("api.errors")
 access = logging.getLogger("api.access")
@@ -44,6 +44,17 @@ class RequestContextMiddleware:
             return
         request_id = _request_id(scope)
         scope.setdefault("state", {})["request_id"] = request_id
+        bound = logs.bind_request_id(request_id)
+        try:
+            await self._serve(scope, receive, send, request_id)
+        except BaseException:
+            # Left bound on purpose: the server logs the crash after we return, and that
+            # record should carry the id too. The binding dies with the request's own task.
+            raise
+        else:
+            logs.unbind_request_id(bound)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         if _declared_length(scope) > self.max_body_bytes:
             # Refused before a byte of the body is read.
             too_large = problem_response(

@@ -6,6 +6,8 @@ from typing import Any
 
 from fastapi import Body
 
+from api.problems import MAX_LISTED_PROBLEMS
+
 PROBLEM_SCHEMA_REF = {"$ref": "#/components/schemas/Problem"}
 REQUEST_ID_HEADER = {
     "X-Request-ID": {
@@ -147,11 +149,18 @@ PROBLEM_COMPONENT: dict[str, Any] = {
         "request_id": {"type": "string"},
         "errors": {
             "type": "array",
+            "maxItems": MAX_LISTED_PROBLEMS,
             "items": {
                 "type": "object",
                 "required": ["field", "message"],
                 "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
             },
+        },
+        "errors_omitted": {
+            "type": "integer",
+            "minimum": 1,
+            "description": f"How many problems were found beyond the {MAX_LISTED_PROBLEMS} "
+            "listed in `errors`.",
         },
     },
 }

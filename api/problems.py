@@ -15,6 +15,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from api.json_body import DuplicateKeysInBody
 from eligibility import UnknownCodeError
 from service.core.errors import DomainError, FieldProblem, InvalidContent, Unavailable
 
@@ -24,6 +25,8 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 TYPE_BASE = "https://referrals.example/problems/"
 BEARER_INVALID = 'Bearer error="invalid_token"'
 BEARER_SCOPE = 'Bearer error="insufficient_scope"'
+# A body with thousands of bad fields would otherwise get a reply hundreds of times its size.
+MAX_LISTED_PROBLEMS = 50
 
 _HTTP_TITLES = {
     400: "Bad Request",
@@ -62,7 +65,12 @@ def problem_body(
         "request_id": request_id,
     }
     if errors is not None:
-        body["errors"] = [{"field": e.field, "message": e.message} for e in errors]
+        listed, omitted = errors[:MAX_LISTED_PROBLEMS], len(errors) - MAX_LISTED_PROBLEMS
+        body["errors"] = [{"field": e.field, "message": e.message} for e in listed]
+        if omitted > 0:
+            listed_note = f"The first {len(listed)} problems are listed"
+            body["detail"] = f"{detail} {listed_note}, and {omitted} more problems."
+            body["errors_omitted"] = omitted
     return body
 
 
@@ -137,6 +145,19 @@ async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
         slug="validation",
         detail="The request is not valid.",
         errors=_validation_problems(exc),
+    )
+
+
+async def _on_duplicate_keys(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DuplicateKeysInBody)
+    # Which key, never which values: both may be personal data.
+    return problem_response(
+        request,
+        status=400,
+        title="Bad Request",
+        slug="duplicate-key",
+        detail="The body gives a key more than once; send each key once.",
+        errors=[FieldProblem(path, "is given more than once") for path in exc.paths],
     )
 
 
@@ -259,6 +280,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _on_domain_error)
     app.add_exception_handler(UnknownCodeError, _on_unknown_code)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(DuplicateKeysInBody, _on_duplicate_keys)
     app.add_exception_handler(DBAPIError, _on_dbapi_error)
     app.add_exception_handler(asyncpg.PostgresError, _on_driver_error)
     app.add_exception_handler(asyncpg.InterfaceError, _on_driver_error)

@@ -7,13 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.deps import JSON_BODY_ONLY, CanSubmit, ClockDep, RulesetDep, SessionDep
+from api.json_body import StrictJsonRoute
 from api.openapi_docs import REFERRAL_EXAMPLES, responses
 from api.schemas.common import EvaluationDate
 from api.schemas.referrals import Decision, ReferralCreate
 from api.views import submission_of
 from service.referrals import queries
 
-router = APIRouter(prefix="/v1/eligibility", tags=["eligibility"])
+router = APIRouter(prefix="/v1/eligibility", tags=["eligibility"], route_class=StrictJsonRoute)
 
 
 @router.post(

@@ -18,6 +18,7 @@ from api.deps import (
     ServicesDep,
     SessionDep,
 )
+from api.json_body import StrictJsonRoute
 from api.openapi_docs import REFERRAL_EXAMPLES, responses
 from api.schemas.common import DateTimeQuery
 from api.schemas.referrals import (
@@ -33,7 +34,7 @@ from service.core.unit_of_work import after_commit
 from service.referrals import intake, queries
 from service.referrals.statuses import ReferralStatus
 
-router = APIRouter(prefix="/v1/referrals", tags=["referrals"])
+router = APIRouter(prefix="/v1/referrals", tags=["referrals"], route_class=StrictJsonRoute)
 
 
 class ListOrder(StrEnum):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Annotated
 
@@ -12,10 +13,13 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     Strict,
     StringConstraints,
     WithJsonSchema,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from service.referrals.validation import normalise_nhs_number, normalise_postcode
 
@@ -35,7 +39,59 @@ class ResponseModel(BaseModel):
 # Whitespace spelt out: `\s` means different sets in JSON Schema's regex dialect (ECMA-262),
 # Python and pydantic's Rust engine, so a schema-valid value could be refused (e.g. U+0085).
 _SPACES = " \t\n\r\f\v"
-_SOME_TEXT = r"[^ \t\n\r\f\v]"  # one character that is not one of _SPACES
+
+# Characters no name or text of ours may hold: C0 controls (NUL, BEL, ESC, and the tab and line
+# breaks), DEL, C1 controls, and the bidirectional embeddings, overrides (U+202A-U+202E) and
+# isolates (U+2066-U+2069) that make text display in another order than it is stored, so a
+# clinician could read something other than what was sent. Written with escapes that mean the
+# same code points in ECMA-262, Python and Rust regexes.
+_BIDI_CONTROLS = r"\u202a-\u202e\u2066-\u2069"
+_CONTROLS = r"\x00-\x1f\x7f-\x9f" + _BIDI_CONTROLS
+# The same less tab (\x09), line feed (\x0a) and carriage return (\x0d): free text has lines.
+_TEXT_CONTROLS = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f" + _BIDI_CONTROLS
+
+# What the OpenAPI document states; the validators below give the reason in words. A name has
+# no controls and at least one character that is not a space (the only space it can have).
+NAME_PATTERN = f"^ *[^ {_CONTROLS}][^{_CONTROLS}]*$"
+FREE_TEXT_PATTERN = f"^[^{_TEXT_CONTROLS}]*$"
+_CONTROL = re.compile(f"[{_CONTROLS}]")
+_TEXT_CONTROL = re.compile(f"[{_TEXT_CONTROLS}]")
+# JSON can spell a lone UTF-16 surrogate (`\ud800`), which is no character and cannot be
+# encoded as UTF-8 on the way out. Constrained strings are refused by pydantic itself; free text
+# is checked here. Not in the pattern: ECMA-262 without the `u` flag matches UTF-16 code units,
+# so excluding surrogates there would also refuse every character beyond U+FFFF (emoji).
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+@dataclass(frozen=True)
+class _DocumentedPattern:
+    """States a pattern in the JSON Schema that a validator, not the pattern engine, enforces
+    (so that the error can say why in words rather than quote the regex)."""
+
+    pattern: str
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        schema["pattern"] = self.pattern
+        return schema
+
+
+def _single_line(text: str) -> str:
+    if _CONTROL.search(text):
+        raise ValueError("must not contain control characters, line breaks or tabs")
+    if not text.strip(" "):
+        raise ValueError("must not be blank")
+    return text
+
+
+def _free_text(text: str) -> str:
+    if _TEXT_CONTROL.search(text):
+        raise ValueError("must not contain control characters other than tabs and line breaks")
+    if _SURROGATE.search(text):
+        raise ValueError("must be valid Unicode text")
+    return text
 
 
 def _trim(text: str) -> str:
@@ -46,13 +102,18 @@ def _trim(text: str) -> str:
 
 Name = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=100, pattern=_SOME_TEXT),
+    StringConstraints(min_length=1, max_length=100),
+    AfterValidator(_single_line),
     AfterValidator(_trim),
+    _DocumentedPattern(NAME_PATTERN),
 ]
+# Multi-line text written by people (descriptions, notes); give it a max_length where used.
+FreeText = Annotated[str, AfterValidator(_free_text), _DocumentedPattern(FREE_TEXT_PATTERN)]
+_EMAIL_PART = f"[^@ {_CONTROLS}]"
 Email = Annotated[
     str,
     StringConstraints(
-        max_length=254, pattern=r"^[^@ \t\n\r\f\v]{1,64}@[^@ \t\n\r\f\v]+\.[^@ \t\n\r\f\v]+$"
+        max_length=254, pattern=f"^{_EMAIL_PART}{{1,64}}@{_EMAIL_PART}+\\.{_EMAIL_PART}+$"
     ),
 ]
 Phone = Annotated[str, StringConstraints(min_length=6, max_length=20, pattern=r"^\+?[0-9 ()-]+$")]

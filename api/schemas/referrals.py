@@ -11,6 +11,7 @@ from pydantic import Field, field_validator, model_validator
 from api.schemas.common import (
     Code,
     Email,
+    FreeText,
     IsoDate,
     JsonBool,
     Name,
@@ -102,7 +103,7 @@ class Concerns(RequestModel):
         max_length=20,
         description="Concern codes from the active ruleset (GET /v1/pathway).",
     )
-    description: Annotated[str, Field(max_length=4000)] | None = None
+    description: Annotated[FreeText, Field(max_length=4000)] | None = None
     duration_weeks: Weeks | None = None
 
     @field_validator("codes")
@@ -143,7 +144,7 @@ class ReferralCreate(RequestModel):
     concerns: Concerns
     risk_factors: list[Code] = Field(default_factory=list, max_length=30)
     safeguarding: Safeguarding
-    diagnosis: Annotated[str, Field(max_length=2000)] | None = Field(
+    diagnosis: Annotated[FreeText, Field(max_length=2000)] | None = Field(
         default=None, description="Optional and never used in eligibility."
     )
     consent: Consent

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 import math
 import re
@@ -31,6 +30,7 @@ from service.auth.signing_keys import (  # noqa: F401  (JWKS_* re-exported for c
 )
 from service.core.context import Caller
 from service.core.settings import ConfigurationError, Settings
+from service.core.strict_json import DuplicateKeys, loads_unique
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ _MAX_SUB_LENGTH = 255
 # Signature first, then the registered claims; sub must be a string (jose checks that).
 _JOSE_OPTIONS = {
     "require_exp": True,
+    "require_iat": True,
     "require_iss": True,
     "require_aud": True,
     "require_sub": True,
@@ -58,6 +59,7 @@ _JOSE_OPTIONS = {
 # depend on the text: an unrecognised message still refuses, with a generic reason.
 _JOSE_REASONS = (
     ("Signature verification failed", "invalid signature"),
+    ('missing required key "iat"', "missing iat claim"),
     ("missing required key", "missing required claim"),
     ("Invalid audience", "wrong audience"),
     ("Invalid issuer", "wrong issuer"),
@@ -89,6 +91,7 @@ class TokenVerifier:
         self._audience = settings.jwt_audience
         self._max_bytes = settings.jwt_max_token_bytes
         self._leeway = settings.jwt_leeway_seconds
+        self._max_lifetime = settings.jwt_max_lifetime_seconds
         self._options = {**_JOSE_OPTIONS, "leeway": settings.jwt_leeway_seconds}
         self._clock = clock
         allowed = frozenset(settings.jwt_algorithms)
@@ -154,6 +157,7 @@ class TokenVerifier:
         if not token.isascii() or not _COMPACT_JWS.fullmatch(token):
             raise InvalidToken("malformed token")
         alg, kid = _header(token[: token.index(".")])
+        _refuse_repeated_claims(token.split(".")[1])
         if alg not in self._allowed:
             raise InvalidToken("algorithm not allowed")
         if self._static_keys is not None:
@@ -200,8 +204,10 @@ class TokenVerifier:
         for name in ("exp", "nbf", "iat"):
             if name in claims and not _is_numeric_date(claims[name]):
                 raise InvalidToken(f"invalid {name} claim")
-        if "iat" in claims and claims["iat"] > time.time() + self._leeway:
+        if claims["iat"] > time.time() + self._leeway:
             raise InvalidToken("token issued in the future")
+        if claims["exp"] - claims["iat"] > self._max_lifetime:
+            raise InvalidToken("token lifetime too long")
         sub = claims["sub"]  # present and a string: jose checked
         if not sub.strip() or len(sub) > _MAX_SUB_LENGTH or not sub.isprintable():
             # It ends up in audit events and logs: no blanks, no control characters.
@@ -225,7 +231,9 @@ class TokenVerifier:
 def _header(segment: str) -> tuple[str | None, str | None]:
     """The (alg, kid) of a JWS header segment; each None when absent or not a string."""
     try:
-        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+        header = loads_unique(_b64decode(segment))
+    except DuplicateKeys:
+        raise InvalidToken("duplicate header parameter") from None
     except (ValueError, binascii.Error, RecursionError):
         raise InvalidToken("malformed token") from None
     if not isinstance(header, dict):
@@ -235,6 +243,22 @@ def _header(segment: str) -> tuple[str | None, str | None]:
         raise InvalidToken("unsupported critical header")
     alg, kid = header.get("alg"), header.get("kid")
     return (alg if isinstance(alg, str) else None, kid if isinstance(kid, str) else None)
+
+
+def _refuse_repeated_claims(segment: str) -> None:
+    # jose reads the claims with json.loads, where the last of two equal names wins: an
+    # issuer and we could then disagree on, say, `org`. Checked before the signature because
+    # it is cheap; anything else wrong with the segment is left for jose to refuse.
+    try:
+        loads_unique(_b64decode(segment))
+    except DuplicateKeys:
+        raise InvalidToken("duplicate claim") from None
+    except (ValueError, binascii.Error, RecursionError):
+        pass
+
+
+def _b64decode(segment: str) -> bytes:
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 
 
 def _jose_reason(exc: JWTError) -> str:

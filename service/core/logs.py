@@ -1,7 +1,9 @@
 """Structured logging: JSON lines in production, readable lines in development.
 
 Log records carry ids, routes, statuses and error class names; never request bodies, claim
-values or exception messages, which may hold personal data.
+values or exception messages, which may hold personal data. Every record logged while a request
+is being served carries that request's `request_id`, whoever logs it (our code, SQLAlchemy,
+uvicorn), so that one request's lines can be found together.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +23,35 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "asctime",
     "color_message",  # uvicorn passes an ANSI-coloured copy of its message
 }
+
+
+# Set by the request middleware for the length of one request. Each request an ASGI server
+# serves runs in a task of its own, with a copy of the context, so one cannot see another's.
+_REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+
+def bind_request_id(request_id: str) -> Token[str | None]:
+    return _REQUEST_ID.set(request_id)
+
+
+def unbind_request_id(token: Token[str | None]) -> None:
+    _REQUEST_ID.reset(token)
+
+
+def current_request_id() -> str | None:
+    return _REQUEST_ID.get()
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds the current request's id to each record that does not already carry one; a record
+    logged outside any request gets no `request_id` at all."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            request_id = _REQUEST_ID.get()
+            if request_id is not None:
+                record.request_id = request_id
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -45,6 +77,9 @@ class ConsoleFormatter(logging.Formatter):
 
 def configure_logging(settings: Settings) -> None:
     handler = logging.StreamHandler(sys.stdout)
+    # On the handler, not a logger: logger filters do not see records propagated from
+    # other loggers (uvicorn's, SQLAlchemy's), handler filters see every record printed.
+    handler.addFilter(RequestIdFilter())
     json_logs = settings.effective_log_format is LogFormat.json
     handler.setFormatter(JsonFormatter() if json_logs else ConsoleFormatter())
     root = logging.getLogger()

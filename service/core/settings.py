@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     jwt_hs256_secret: str | None = None
     jwt_algorithms: Annotated[tuple[str, ...], NoDecode] = ("RS256", "ES256")
     jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    # The longest a token may live (exp - iat): a leaked token is only useful until it expires.
+    jwt_max_lifetime_seconds: int = Field(default=86400, gt=0)
     jwt_max_token_bytes: int = Field(default=8192, ge=512, le=65536)
     jwks_cache_seconds: int = Field(default=300, ge=0, le=86400)
 

@@ -297,3 +297,26 @@ async def test_a_crash_is_a_bare_500_problem(
     assert not any(NAME in line or NHS in line for line in logged)
     listed = await client.get("/v1/referrals", headers=auth())
     assert listed.json()["items"] == []
+
+
+async def test_thousands_of_problems_list_fifty_and_count_the_rest(
+    client: httpx.AsyncClient, auth, problem
+) -> None:
+    body = {**make_referral_body(), **{f"k{n:04}": 0 for n in range(5000)}}
+    response = await client.post("/v1/referrals", json=body, headers=auth())
+
+    refusal = problem(response, 422)
+    assert len(refusal["errors"]) == 50
+    assert refusal["errors_omitted"] == 4950
+    assert "4950 more problems" in refusal["detail"]
+    assert len(response.content) < 8 * 1024  # was 254 KB
+
+
+async def test_up_to_fifty_problems_are_all_listed_with_no_count(
+    client: httpx.AsyncClient, auth, problem
+) -> None:
+    body = {**make_referral_body(), **{f"k{n:04}": 0 for n in range(50)}}
+    refusal = problem(await client.post("/v1/referrals", json=body, headers=auth()), 422)
+    assert len(refusal["errors"]) == 50
+    assert "errors_omitted" not in refusal
+    assert refusal["detail"] == "The request is not valid."

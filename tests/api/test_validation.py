@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date, timedelta
 from typing import Any
 
@@ -278,11 +279,113 @@ async def test_diagnosis_is_optional(client: httpx.AsyncClient, auth) -> None:
 async def test_a_name_python_would_strip_to_nothing_is_kept_and_reads_back(
     client: httpx.AsyncClient, auth
 ) -> None:
-    # U+001C is no space to the schema's pattern (nor ECMA-262's), but str.strip() removes it.
-    body = make_referral_body(referrer__name="\u001c", caregivers__0__family_name=" \u001c ")
+    # U+00A0 is no space to the schema's pattern, but str.strip() removes it.
+    body = make_referral_body(referrer__name="\u00a0", caregivers__0__family_name=" \u00a0 ")
     created = await client.post("/v1/referrals", json=body, headers=auth())
     assert created.status_code == 201, created.text
-    assert created.json()["referrer"]["name"] == "\u001c"
-    assert created.json()["caregivers"][0]["family_name"] == "\u001c"
+    assert created.json()["referrer"]["name"] == "\u00a0"
+    assert created.json()["caregivers"][0]["family_name"] == "\u00a0"
     read = await client.get(created.headers["location"], headers=auth())
     assert read.status_code == 200
+
+
+# --- control characters -------------------------------------------------------------------
+
+# C0 (NUL, BEL, ESC, form feed, vertical tab), DEL, C1 (NEL, CSI), bidirectional embedding,
+# override and isolate characters.
+CONTROLS = {
+    "nul": "\x00",
+    "bel": "\x07",
+    "esc": "\x1b",
+    "form-feed": "\x0c",
+    "vertical-tab": "\x0b",
+    "del": "\x7f",
+    "nel": "\x85",
+    "csi": "\x9b",
+    "lre": "\u202a",
+    "rlo": "\u202e",
+    "lri": "\u2066",
+    "pdi": "\u2069",
+}
+LINE_BREAKS_AND_TABS = {"lf": "\n", "crlf": "\r\n", "cr": "\r", "tab": "\t"}
+# field path -> (override key for make_referral_body, a valid value to put the character in)
+SINGLE_LINE_FIELDS = {
+    "referrer.name": ("referrer__name", "Sam{}Carter"),
+    "infant.given_name": ("infant__given_name", "Alex{}"),
+    "caregivers[0].family_name": ("caregivers__0__family_name", "{}Example"),
+    "referrer.email": ("referrer__email", "sam{}carter@nhs.example"),
+    "referrer.phone": ("referrer__phone", "01865{}000000"),
+    "postcode": ("postcode", "OX4{}1AA"),
+}
+FREE_TEXT_FIELDS = {
+    "concerns.description": ("concerns__description", "Finds it hard{}to feel close."),
+    "diagnosis": ("diagnosis", "None{}known."),
+}
+
+
+def _with_char(fields: dict[str, tuple[str, str]], char: str) -> dict[str, Any]:
+    return make_referral_body(**{key: template.format(char) for key, template in fields.values()})
+
+
+@pytest.mark.parametrize("char", CONTROLS.values(), ids=CONTROLS.keys())
+async def test_a_control_character_is_422_naming_each_field(
+    client: httpx.AsyncClient, auth, problem, char: str
+) -> None:
+    # One body with the character in every field: each must be named, and nothing else.
+    fields = {**SINGLE_LINE_FIELDS, **FREE_TEXT_FIELDS}
+    refusal = problem(await submit(client, auth, _with_char(fields, char)), 422)
+    assert sorted(error["field"] for error in refusal["errors"]) == sorted(fields)
+    assert char not in json.dumps(refusal, ensure_ascii=False)
+
+
+@pytest.mark.parametrize("char", LINE_BREAKS_AND_TABS.values(), ids=LINE_BREAKS_AND_TABS.keys())
+async def test_line_breaks_and_tabs_are_refused_in_single_line_fields(
+    client: httpx.AsyncClient, auth, problem, char: str
+) -> None:
+    body = _with_char(SINGLE_LINE_FIELDS, char)
+    refusal = problem(await submit(client, auth, body), 422)
+    assert sorted(error["field"] for error in refusal["errors"]) == sorted(SINGLE_LINE_FIELDS)
+
+
+async def test_line_breaks_and_tabs_are_kept_in_free_text(client: httpx.AsyncClient, auth) -> None:
+    description = "First line.\nSecond line.\r\nThird,\tindented.\rLast."
+    body = make_referral_body(concerns__description=description, diagnosis="A\n\tB")
+
+    created = await submit(client, auth, body)
+    assert created.status_code == 201, created.text
+    read = await client.get(created.headers["location"], headers=auth())
+    assert read.json()["concerns"]["description"] == description
+    assert read.json()["diagnosis"] == "A\n\tB"
+
+
+async def test_a_control_character_is_422_on_the_eligibility_check_too(
+    client: httpx.AsyncClient, auth, problem
+) -> None:
+    body = make_referral_body(caregivers__0__given_name="Jo\u202e")
+    response = await client.post("/v1/eligibility/check", json=body, headers=auth())
+    problem(response, 422, fields=("caregivers[0].given_name",))
+
+
+async def test_other_unicode_in_names_and_text_is_accepted(client: httpx.AsyncClient, auth) -> None:
+    body = make_referral_body(
+        referrer__name="Zoë O’Brien-Łukasz",
+        infant__given_name="محمد",  # right-to-left script itself is fine; overrides are not
+        concerns__description="Sleeps 2–3 h 😴",
+    )
+    created = await submit(client, auth, body)
+    assert created.status_code == 201, created.text
+    assert created.json()["infant"]["given_name"] == "محمد"
+
+
+@pytest.mark.parametrize("field", FREE_TEXT_FIELDS)
+async def test_a_lone_surrogate_in_free_text_is_422_not_500(
+    client: httpx.AsyncClient, auth, problem, field: str
+) -> None:
+    # Only JSON's \u escape can carry one; it is no character and cannot be sent back as UTF-8.
+    override, template = FREE_TEXT_FIELDS[field]
+    content = json.dumps(make_referral_body(**{override: template.format("\udfff")}))
+    assert "\\udfff" in content
+    response = await client.post(
+        "/v1/referrals", content=content, headers={**auth(), "Content-Type": "application/json"}
+    )
+    problem(response, 422, fields=(field,))

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
@@ -540,6 +540,184 @@ async def test_time_claim_that_is_not_a_number_is_refused(
     token = token_sign(token_claims(**{claim: value}), token_keys.rsa_private_pem)
 
     await refused(TokenVerifier(token_settings()), token)
+
+
+# --- token lifetime -----------------------------------------------------------------------
+
+
+async def test_token_without_iat_is_refused(
+    token_settings: SettingsFactory,
+    token_keys: TokenKeys,
+    token_claims: ClaimsFactory,
+    token_sign: Signer,
+) -> None:
+    token = token_sign(token_claims(iat=None), token_keys.rsa_private_pem)
+
+    assert (await refused(TokenVerifier(token_settings()), token)).reason == "missing iat claim"
+
+
+@pytest.mark.parametrize(
+    "lifetime",
+    [
+        pytest.param(86400 + 1, id="a-second-over-a-day"),
+        pytest.param(253402300799 - int(time.time()), id="until-the-year-9999"),
+    ],
+)
+async def test_token_living_longer_than_the_maximum_is_refused(
+    token_settings: SettingsFactory,
+    token_keys: TokenKeys,
+    token_claims: ClaimsFactory,
+    token_sign: Signer,
+    lifetime: int,
+) -> None:
+    now = int(time.time())
+    token = token_sign(token_claims(iat=now, exp=now + lifetime), token_keys.rsa_private_pem)
+
+    reason = (await refused(TokenVerifier(token_settings()), token)).reason
+    assert reason == "token lifetime too long"
+
+
+async def test_lifetime_counts_from_iat_not_from_now(
+    token_settings: SettingsFactory,
+    token_keys: TokenKeys,
+    token_claims: ClaimsFactory,
+    token_sign: Signer,
+) -> None:
+    # Issued an hour ago for 24 h and 1 s: still unexpired, but never acceptable.
+    now = int(time.time())
+    claims = token_claims(iat=now - 3600, nbf=now - 3600, exp=now - 3600 + 86401)
+    token = token_sign(claims, token_keys.rsa_private_pem)
+
+    reason = (await refused(TokenVerifier(token_settings()), token)).reason
+    assert reason == "token lifetime too long"
+
+
+async def test_token_living_exactly_the_maximum_is_accepted(
+    token_settings: SettingsFactory,
+    token_keys: TokenKeys,
+    token_claims: ClaimsFactory,
+    token_sign: Signer,
+) -> None:
+    now = int(time.time())
+    day = token_sign(token_claims(iat=now, exp=now + 86400), token_keys.rsa_private_pem)
+    short = token_sign(token_claims(iat=now, exp=now + 601), token_keys.rsa_private_pem)
+
+    assert (await TokenVerifier(token_settings()).verify(day)).org == "RX1"
+    ten_minutes = TokenVerifier(token_settings(jwt_max_lifetime_seconds=600))
+    assert (await refused(ten_minutes, short)).reason == "token lifetime too long"
+
+
+def test_the_maximum_lifetime_defaults_to_a_day_and_must_be_positive(
+    token_settings: SettingsFactory,
+) -> None:
+    assert Settings.model_fields["jwt_max_lifetime_seconds"].default == 86400
+    for bad in (0, -1):
+        with pytest.raises(ValidationError, match="jwt_max_lifetime_seconds"):
+            token_settings(jwt_max_lifetime_seconds=bad)
+
+
+async def test_a_dev_token_for_a_day_as_make_run_mints_it_is_accepted(
+    token_settings: SettingsFactory, token_keys: TokenKeys
+) -> None:
+    def dev_token(ttl: int) -> str:
+        return mint_token(
+            private_key_pem=token_keys.rsa_private_pem,
+            issuer=TOKEN_ISSUER,
+            audience=TOKEN_AUDIENCE,
+            sub="dev-user",
+            org="RX1",
+            scopes=[SCOPE_SUBMIT],
+            ttl_seconds=ttl,
+        )
+
+    verifier = TokenVerifier(token_settings())
+    assert (await verifier.verify(dev_token(86400))).sub == "dev-user"  # make run: --ttl 86400
+    assert (await refused(verifier, dev_token(86401))).reason == "token lifetime too long"
+
+
+# --- repeated names in the header or the claims -------------------------------------------
+
+
+RS256_HEADER = '{"alg": "RS256", "typ": "JWT"}'
+
+
+def signed_raw(header_json: str, claims_json: str, key: rsa.RSAPrivateKey) -> str:
+    """An RS256 token over exactly these JSON texts (jose would re-serialise a dict and so
+    could never repeat a name)."""
+    signing_input = f"{b64url(header_json.encode())}.{b64url(claims_json.encode())}"
+    signature = key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return f"{signing_input}.{b64url(signature)}"
+
+
+def claims_text(claims: dict[str, Any], *, repeat: tuple[str, object] | None = None) -> str:
+    text = json.dumps(claims)
+    if repeat is None:
+        return text
+    name, first = repeat
+    # The first value is the one json.loads would drop; the claim set's own value comes last.
+    return "{" + f"{json.dumps(name)}: {json.dumps(first)}, " + text[1:]
+
+
+async def test_raw_signed_token_without_repeats_is_accepted(
+    token_settings: SettingsFactory, token_keys: TokenKeys, token_claims: ClaimsFactory
+) -> None:
+    # The control for the tests below: the hand-made token itself is good.
+    token = signed_raw(
+        '{"alg": "RS256", "typ": "JWT"}', claims_text(token_claims()), token_keys.rsa
+    )
+
+    assert (await TokenVerifier(token_settings()).verify(token)).org == "RX1"
+
+
+@pytest.mark.parametrize(
+    ("name", "first"),
+    [
+        pytest.param("org", "A81001", id="org"),
+        pytest.param("scope", "audit:read referrals:triage", id="scope"),
+        pytest.param("exp", 1, id="exp"),
+        pytest.param("sub", "client-42", id="same-value-twice"),
+    ],
+)
+async def test_token_repeating_a_claim_is_refused(
+    token_settings: SettingsFactory,
+    token_keys: TokenKeys,
+    token_claims: ClaimsFactory,
+    name: str,
+    first: object,
+) -> None:
+    claims = claims_text(token_claims(), repeat=(name, first))
+    token = signed_raw(RS256_HEADER, claims, token_keys.rsa)
+
+    assert (await refused(TokenVerifier(token_settings()), token)).reason == "duplicate claim"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        pytest.param('{"alg": "RS256", "alg": "RS256"}', id="alg"),
+        pytest.param('{"alg": "RS256", "kid": "a", "kid": "b"}', id="kid"),
+        pytest.param('{"alg": "RS256", "typ": "JWT", "typ": "JWT"}', id="typ"),
+    ],
+)
+async def test_token_repeating_a_header_parameter_is_refused(
+    token_settings: SettingsFactory,
+    token_keys: TokenKeys,
+    token_claims: ClaimsFactory,
+    header: str,
+) -> None:
+    token = signed_raw(header, claims_text(token_claims()), token_keys.rsa)
+
+    reason = (await refused(TokenVerifier(token_settings()), token)).reason
+    assert reason == "duplicate header parameter"
+
+
+async def test_a_repeated_claim_nested_in_another_is_refused(
+    token_settings: SettingsFactory, token_keys: TokenKeys, token_claims: ClaimsFactory
+) -> None:
+    claims = claims_text(token_claims())[:-1] + ', "ctx": {"org": "A81001", "org": "RX1"}}'
+    token = signed_raw('{"alg": "RS256"}', claims, token_keys.rsa)
+
+    assert (await refused(TokenVerifier(token_settings()), token)).reason == "duplicate claim"
 
 
 # --- required claims, issuer, audience ----------------------------------------------------

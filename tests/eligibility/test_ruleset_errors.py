@@ -230,7 +230,9 @@ def test_test_rulesets_load() -> None:
 
 
 def test_typo_in_a_code_list_is_not_blamed_on_its_label(tmp_path: Path) -> None:
-    path = variant_of(DEFAULT_TOML, tmp_path, ('    "domestic_abuse",\n', '    "domestic_abuze",\n'))
+    path = variant_of(
+        DEFAULT_TOML, tmp_path, ('    "domestic_abuse",\n', '    "domestic_abuze",\n')
+    )
     with pytest.raises(RulesetError) as caught:
         load_ruleset(path)
     assert "labels.domestic_abuse" not in str(caught.value)

@@ -155,7 +155,9 @@ def test_invalid_ruleset_stops_serve_with_one_line_naming_each_key(tmp_path: Pat
 
 
 def test_misspelt_code_stops_serve_with_the_list_named(tmp_path: Path) -> None:
-    path = variant_of(DEFAULT_TOML, tmp_path, ('    "domestic_abuse",\n', '    "domestic_abuze",\n'))
+    path = variant_of(
+        DEFAULT_TOML, tmp_path, ('    "domestic_abuse",\n', '    "domestic_abuze",\n')
+    )
     result = run_cli(["serve"], tmp_path, ruleset_path=str(path))
     line = assert_one_line_refusal(result, "REFERRAL_RULESET_PATH", str(path))
     assert "codes.severe_risk_factors[1]: 'domestic_abuze' is probably misspelt" in line

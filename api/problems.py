@@ -17,6 +17,7 @@ from starlette.routing import Match
 
 from api.json_body import DuplicateKeysInBody
 from eligibility import UnknownCodeError
+from service.core.database import refusal_cause
 from service.core.errors import DomainError, FieldProblem, InvalidContent, Unavailable
 
 logger = logging.getLogger("api.problems")
@@ -225,8 +226,16 @@ def _allowed_methods(request: Request) -> list[str]:
 
 
 async def _on_database_down(request: Request, exc: Exception) -> JSONResponse:
-    # Only the class name: driver messages can carry SQL and, without hide_parameters, values.
-    logger.warning("database unavailable", extra={"error": type(exc).__name__})
+    # Only the class name and a fixed cause: driver messages can carry SQL, values, and the
+    # names of the database and role.
+    cause = refusal_cause(exc)
+    if cause is not None:
+        # Not an outage but our configuration: error level, naming what to fix.
+        logger.error(
+            "database refused the connection: %s", cause, extra={"error": type(exc).__name__}
+        )
+    else:
+        logger.warning("database unavailable", extra={"error": type(exc).__name__})
     return await _on_domain_error(
         request, Unavailable("The database is unavailable; try again shortly.")
     )
@@ -239,9 +248,12 @@ async def _on_database_down(request: Request, exc: Exception) -> JSONResponse:
 _TRY_AGAIN_CLASSES = ("08", "40", "53", "57")
 
 
-def _try_again(error: object) -> bool:
+def _try_again(error: BaseException | None) -> bool:
+    # A refused connection (wrong database name, role or password) will not pass by itself,
+    # but for the client it is the same: this service cannot serve now; it is 503 and logged.
     sqlstate = getattr(error, "sqlstate", None) or ""
-    return isinstance(sqlstate, str) and sqlstate[:2] in _TRY_AGAIN_CLASSES
+    in_class = isinstance(sqlstate, str) and sqlstate[:2] in _TRY_AGAIN_CLASSES
+    return in_class or (error is not None and refusal_cause(error) is not None)
 
 
 async def _on_dbapi_error(request: Request, exc: Exception) -> JSONResponse:

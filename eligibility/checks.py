@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import zoneinfo
 from collections.abc import Iterable, Mapping
 from string import Formatter
@@ -21,12 +22,12 @@ def cross_check(model: RulesetFile) -> list[str]:
     """Every problem found, each as "key.path: message"."""
     problems: list[str] = []
     codes = model.codes
-    concern_codes = _duplicates(
+    _duplicates(
         problems,
         ("codes.relationship_concerns", codes.relationship_concerns),
         ("codes.other_concerns", codes.other_concerns),
     )
-    risk_codes = _duplicates(
+    _duplicates(
         problems,
         ("codes.severe_risk_factors", codes.severe_risk_factors),
         ("codes.other_risk_factors", codes.other_risk_factors),
@@ -42,8 +43,14 @@ def cross_check(model: RulesetFile) -> list[str]:
             for i, code in enumerate(codes_list)
             if code in reserved
         ]
-    problems += _unknown_keys("labels", model.labels, concern_codes | risk_codes)
-    problems += _unknown_keys("weights.risk_factors", model.weights.risk_factors, risk_codes)
+    all_lists = (
+        ("codes.relationship_concerns", codes.relationship_concerns),
+        ("codes.other_concerns", codes.other_concerns),
+        ("codes.severe_risk_factors", codes.severe_risk_factors),
+        ("codes.other_risk_factors", codes.other_risk_factors),
+    )
+    problems += _unknown_keys("labels", model.labels, all_lists)
+    problems += _unknown_keys("weights.risk_factors", model.weights.risk_factors, all_lists[2:])
 
     thresholds = model.thresholds
     if thresholds.moderate_concern_weeks >= thresholds.enduring_concern_weeks:
@@ -76,18 +83,36 @@ def cross_check(model: RulesetFile) -> list[str]:
     return problems
 
 
-def _duplicates(problems: list[str], *lists: tuple[str, Iterable[str]]) -> set[str]:
+def _duplicates(problems: list[str], *lists: tuple[str, Iterable[str]]) -> None:
     seen: set[str] = set()
     for path, codes in lists:
         for index, code in enumerate(codes):
             if code in seen:
                 problems.append(f"{path}[{index}]: duplicate code {code!r}")
             seen.add(code)
-    return seen
 
 
-def _unknown_keys(path: str, mapping: Mapping[str, object], known: set[str]) -> list[str]:
-    return [f"{path}.{key}: unknown code" for key in mapping if key not in known]
+def _unknown_keys(
+    path: str, mapping: Mapping[str, object], lists: Iterable[tuple[str, list[str]]]
+) -> list[str]:
+    """Keys of `mapping` that are not codes of `lists`. A key that is one letter or two away
+    from a code the mapping lacks is most likely right and the code misspelt where it is
+    listed (`domestic_abuze`), so that is reported at the list, where the fix is."""
+    where = {code: f"{at}[{i}]" for at, codes in lists for i, code in enumerate(codes)}
+    missing = [code for code in where if code not in mapping]
+    problems = []
+    for key in mapping:
+        if key in where:
+            continue
+        near = difflib.get_close_matches(key, missing, n=1, cutoff=0.85)
+        if near:
+            missing.remove(near[0])
+            problems.append(
+                f"{where[near[0]]}: {near[0]!r} is probably misspelt: {path} has {key!r}"
+            )
+        else:
+            problems.append(f"{path}.{key}: unknown code")
+    return problems
 
 
 def _template_problems(path: str, text: str, allowed: frozenset[str]) -> list[str]:

@@ -269,8 +269,8 @@ def parse_ruleset(raw: bytes, *, source: str) -> Ruleset:
 
 
 def _ruleset_error(source: str, problems: list[str]) -> RulesetError:
-    listed = "\n".join(f"  {problem}" for problem in problems)
-    return RulesetError(f"{source}: invalid ruleset:\n{listed}")
+    # One line, so that `referral-service` can print it as it prints a bad setting.
+    return RulesetError(f"{source}: invalid ruleset: {'; '.join(problems)}")
 
 
 def _format_error(error: Any) -> str:

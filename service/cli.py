@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from eligibility import RulesetError, load_ruleset
 from service.core.settings import ConfigurationError, Settings, load_settings
 from service.referrals.examples import example_referral
 
@@ -26,6 +27,10 @@ def main(argv: list[str] | None = None) -> int:
         result: int = args.handler(args)
     except ConfigurationError as exc:
         print(f"referral-service: {exc}", file=sys.stderr)
+        return 2
+    except RulesetError as exc:
+        # The message names the file and every bad key; a traceback would only bury it.
+        print(f"referral-service: REFERRAL_RULESET_PATH: {exc}", file=sys.stderr)
         return 2
     return result
 
@@ -67,6 +72,10 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     settings = load_settings()
+    # Uvicorn builds the app from its import string, in a worker: a bad ruleset found there
+    # ends in a traceback. Loading it here first turns that into one line (and exit status 2).
+    if settings.ruleset_path is not None:
+        load_ruleset(settings.ruleset_path)
     workers = args.workers or settings.workers
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Each worker is a process: metrics must be shared through files to add up.
@@ -90,7 +99,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _migrate(_args: argparse.Namespace) -> int:
-    from service.core.database import create_engine
+    from service.core.database import create_engine, refusal_cause
     from service.core.migrate import head_revision, upgrade
 
     settings = load_settings()
@@ -102,7 +111,16 @@ def _migrate(_args: argparse.Namespace) -> int:
         finally:
             await engine.dispose()
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except Exception as exc:
+        cause = refusal_cause(exc)
+        if cause is None:
+            raise
+        # Not an outage but a setting to fix; the driver's message would name the role.
+        raise ConfigurationError(
+            f"REFERRAL_DATABASE_URL: the database refused the connection: {cause}"
+        ) from None
     print(f"database at revision {head_revision()}")
     return 0
 

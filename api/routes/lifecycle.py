@@ -19,6 +19,7 @@ from api.deps import (
     ServicesDep,
     SessionDep,
 )
+from api.json_body import StrictJsonRoute
 from api.openapi_docs import responses
 from api.routes.referrals import IdempotencyKey, etag
 from api.schemas.lifecycle import (
@@ -37,7 +38,7 @@ from service.core.unit_of_work import after_commit
 from service.referrals import lifecycle, queries
 from service.referrals.statuses import Action
 
-router = APIRouter(prefix="/v1/referrals", tags=["lifecycle"])
+router = APIRouter(prefix="/v1/referrals", tags=["lifecycle"], route_class=StrictJsonRoute)
 
 IfMatch = Annotated[
     str | None,

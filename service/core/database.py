@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from service.core.settings import Settings
+from service.core.database_url import root_cert_context
+from service.core.settings import DatabaseSslMode, Settings
 
 
 def is_sqlite(url: str) -> bool:
@@ -33,15 +35,42 @@ def create_engine(settings: Settings) -> AsyncEngine:
         engine = create_async_engine(url, connect_args={"timeout": 30}, **common)
         _serialise_sqlite_writers(engine)
         return engine
+    connect_args: dict[str, Any] = {"timeout": 5, "command_timeout": 30}
+    if settings.database_ssl_root_cert is not None:
+        connect_args["ssl"] = root_cert_context(
+            settings.database_ssl_root_cert,
+            check_hostname=settings.database_ssl_mode is DatabaseSslMode.verify_full,
+        )
     return create_async_engine(
         url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=10,
         pool_recycle=1800,
-        connect_args={"timeout": 5, "command_timeout": 30},
+        connect_args=connect_args,
         **common,
     )
+
+
+# SQLSTATEs with which PostgreSQL refuses a connection because of how we are configured, not
+# because it is busy: the database named in the URL does not exist, the role does not exist or
+# may not log in, the password is wrong. Named in logs so that a deployer sees what to fix.
+_REFUSALS = {
+    "3D000": "database does not exist",
+    "28000": "authentication failed (role does not exist or may not connect)",
+    "28P01": "authentication failed (wrong password)",
+}
+
+
+def refusal_cause(error: BaseException) -> str | None:
+    """Why the server refused us, if `error` (or the driver error it wraps) is a refusal."""
+    for candidate in (error, getattr(error, "orig", None), error.__cause__):
+        if isinstance(candidate, ssl.SSLCertVerificationError):
+            return "TLS certificate verification failed (check REFERRAL_DATABASE_SSL_ROOT_CERT)"
+        sqlstate = getattr(candidate, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate in _REFUSALS:
+            return _REFUSALS[sqlstate]
+    return None
 
 
 def _serialise_sqlite_writers(engine: AsyncEngine) -> None:

@@ -10,6 +10,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+from service.core.database_url import TLS_QUERY_KEYS, check_root_cert, normalise_database_url
 
 # Only asymmetric algorithms may ever verify a production token; HS256 exists for
 # explicit local development with a shared secret and nothing else.
@@ -30,6 +33,14 @@ class LogFormat(StrEnum):
     console = "console"
 
 
+class DatabaseSslMode(StrEnum):
+    """How REFERRAL_DATABASE_SSL_ROOT_CERT is used: both modes verify the certificate chain;
+    verify-full also checks that the certificate names the host we connected to."""
+
+    verify_full = "verify-full"
+    verify_ca = "verify-ca"
+
+
 class ConfigurationError(RuntimeError):
     """Start-up configuration is missing or wrong; the message names the setting."""
 
@@ -39,6 +50,10 @@ class Settings(BaseSettings):
 
     env: Environment = Environment.production
     database_url: str = f"sqlite+aiosqlite:///{VAR_DIR / 'referrals.db'}"
+    # TLS to PostgreSQL with a CA file we name: the image has no home directory, so asyncpg's
+    # default (~/.postgresql/root.crt) can never be found there.
+    database_ssl_root_cert: Path | None = None
+    database_ssl_mode: DatabaseSslMode = DatabaseSslMode.verify_full
     # A fixed pool: overflow connections are opened and closed under bursts, and each opening
     # costs a PostgreSQL backend; waiting briefly for a pooled connection is cheaper.
     db_pool_size: int = Field(default=10, ge=1, le=100)
@@ -76,6 +91,18 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
+    @field_validator("database_url")
+    @classmethod
+    def _async_database_url(cls, value: str) -> str:
+        return normalise_database_url(value)
+
+    @field_validator("database_ssl_root_cert")
+    @classmethod
+    def _readable_root_cert(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            check_root_cert(value)
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
@@ -84,6 +111,20 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
+
+    @model_validator(mode="after")
+    def _database_tls_is_consistent(self) -> Settings:
+        if self.database_ssl_root_cert is None:
+            return self
+        url = make_url(self.database_url)
+        if url.get_backend_name() != "postgresql":
+            raise ValueError("REFERRAL_DATABASE_SSL_ROOT_CERT applies to PostgreSQL only")
+        if TLS_QUERY_KEYS & set(url.query):
+            raise ValueError(
+                "REFERRAL_DATABASE_URL: no ssl= in the URL when REFERRAL_DATABASE_SSL_ROOT_CERT "
+                "is set (REFERRAL_DATABASE_SSL_MODE says how it is verified)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _keys_are_consistent(self) -> Settings:

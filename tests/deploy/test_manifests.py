@@ -12,7 +12,8 @@ from urllib.parse import unquote, urlsplit
 import pytest
 import yaml
 
-from service.core.settings import Settings
+from service.core.settings import DatabaseSslMode, Settings
+from tests.ops.certificates import write_self_signed_ca
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -194,6 +195,14 @@ def image_repository(image: str) -> str:
     return name[:colon] if colon > slash else name
 
 
+def k8s_env(tmp_path: Path) -> dict[str, str]:
+    """The pods' environment (ConfigMap + Secret), with a throwaway CA standing in for the
+    database CA file that only exists in a pod, where the Secret is mounted."""
+    env = {**configmap_data(), **env_secret()["stringData"]}
+    env["REFERRAL_DATABASE_SSL_ROOT_CERT"] = str(write_self_signed_ca(tmp_path / "ca.pem"))
+    return env
+
+
 def set_only_env(monkeypatch: pytest.MonkeyPatch, env: dict[str, Any]) -> None:
     for name in list(os.environ):
         if name.upper().startswith(ENV_PREFIX.upper()):
@@ -321,7 +330,9 @@ def test_containers_set_resource_requests_and_limits(kind: str) -> None:
             assert 0 < request <= limit, (container["name"], resource)
 
 
-def test_shutdown_drains_before_the_grace_period_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_shutdown_drains_before_the_grace_period_ends(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     import uvicorn
 
     from service import cli
@@ -329,7 +340,7 @@ def test_shutdown_drains_before_the_grace_period_ends(monkeypatch: pytest.Monkey
     # What `referral-service serve` hands uvicorn under the Kubernetes configuration.
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append(kwargs))
-    set_only_env(monkeypatch, {**configmap_data(), **env_secret()["stringData"]})
+    set_only_env(monkeypatch, k8s_env(tmp_path))
     assert cli.main(["serve"]) == 0
     (served,) = calls
     assert (served["host"], served["port"], served["workers"]) == ("0.0.0.0", APP_PORT, 1)
@@ -392,22 +403,40 @@ def test_configmap_holds_no_secret() -> None:
     assert int(data["REFERRAL_PORT"]) == APP_PORT
 
 
-@pytest.mark.parametrize("kind", POD_WORKLOADS)
-def test_jwt_public_key_is_mounted_from_a_secret_where_settings_look(kind: str) -> None:
-    key_file = PurePosixPath(configmap_data()["REFERRAL_JWT_PUBLIC_KEY_FILE"])
+def assert_mounted_from_a_secret(kind: str, setting: str) -> None:
+    """The file the ConfigMap's `setting` names is mounted read-only from a key of a Secret."""
+    file = PurePosixPath(configmap_data()[setting])
     volumes = {volume["name"]: volume for volume in pod_spec(kind)["volumes"]}
     (mount,) = [
         m
         for m in main_container(kind)["volumeMounts"]
-        if PurePosixPath(m["mountPath"]) in {key_file, key_file.parent}
+        if PurePosixPath(m["mountPath"]) in {file, file.parent}
     ]
     assert mount["readOnly"] is True
     source = volumes[mount["name"]]["secret"]
     secret = k8s("Secret", source["secretName"])
-    relative = mount.get("subPath") or key_file.name
+    relative = mount.get("subPath") or file.name
     items = {item["path"]: item["key"] for item in source.get("items", [])}
     key = items.get(relative, relative)
     assert key in secret["stringData"], f"Secret {source['secretName']} has no key {key!r}"
+
+
+@pytest.mark.parametrize("kind", POD_WORKLOADS)
+def test_jwt_public_key_is_mounted_from_a_secret_where_settings_look(kind: str) -> None:
+    assert_mounted_from_a_secret(kind, "REFERRAL_JWT_PUBLIC_KEY_FILE")
+
+
+@pytest.mark.parametrize("kind", POD_WORKLOADS)
+def test_database_ca_is_mounted_from_a_secret_where_settings_look(kind: str) -> None:
+    # Without it the image cannot verify PostgreSQL: its user has no home directory.
+    assert_mounted_from_a_secret(kind, "REFERRAL_DATABASE_SSL_ROOT_CERT")
+
+
+def test_database_url_leaves_tls_to_the_tls_settings() -> None:
+    url = env_secret()["stringData"]["REFERRAL_DATABASE_URL"]
+    assert urlsplit(url).scheme == "postgresql"
+    assert not urlsplit(url).query, "ssl= in the URL conflicts with REFERRAL_DATABASE_SSL_*"
+    assert configmap_data()["REFERRAL_DATABASE_SSL_MODE"] == "verify-full"
 
 
 def test_every_env_name_in_deploy_and_dockerfile_is_a_settings_field() -> None:
@@ -438,13 +467,15 @@ def test_every_variable_given_to_the_app_is_a_settings_field() -> None:
 
 
 def test_kubernetes_configuration_is_accepted_by_settings(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    set_only_env(monkeypatch, {**configmap_data(), **env_secret()["stringData"]})
+    set_only_env(monkeypatch, k8s_env(tmp_path))
     settings = Settings()
     assert settings.env.value == "production"
     assert str(settings.jwt_public_key_file) == configmap_data()["REFERRAL_JWT_PUBLIC_KEY_FILE"]
     assert settings.database_url.startswith("postgresql+asyncpg://")
+    assert settings.database_ssl_root_cert is not None
+    assert settings.database_ssl_mode is DatabaseSslMode.verify_full
     assert settings.effective_log_format.value == "json"
 
 

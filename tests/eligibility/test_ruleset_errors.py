@@ -95,6 +95,17 @@ CASES = [
         id="label-for-unknown-code",
     ),
     pytest.param(
+        ('    "domestic_abuse",\n', '    "domestic_abuze",\n'),
+        "codes.severe_risk_factors[1]: 'domestic_abuze' is probably misspelt: "
+        "labels has 'domestic_abuse'",
+        id="typo-in-a-code-list-is-reported-at-the-list",
+    ),
+    pytest.param(
+        ('    "feeding_only",\n', '    "feding_only",\n'),
+        "codes.other_concerns[2]: 'feding_only' is probably misspelt: labels has 'feeding_only'",
+        id="typo-in-a-concern-list-is-reported-at-the-list",
+    ),
+    pytest.param(
         ('timezone = "Europe/London"', 'timezone = "Europe/Oxford"'),
         "ruleset.timezone: unknown time zone 'Europe/Oxford'",
         id="unknown-time-zone",
@@ -210,9 +221,55 @@ def test_empty_file_names_every_top_level_table() -> None:
     with pytest.raises(RulesetError) as caught:
         parse_ruleset(b"", source="empty.toml")
     for table in ("ruleset", "eligibility", "codes", "weights", "thresholds", "reasons"):
-        assert f"  {table}: Field required" in str(caught.value)
+        assert f" {table}: Field required" in str(caught.value)
 
 
 def test_test_rulesets_load() -> None:
     for path in sorted(RULESETS_DIR.glob("*.toml")):
         assert load_ruleset(path).id.startswith("test-")
+
+
+def test_typo_in_a_code_list_is_not_blamed_on_its_label(tmp_path: Path) -> None:
+    path = variant_of(
+        DEFAULT_TOML, tmp_path, ('    "domestic_abuse",\n', '    "domestic_abuze",\n')
+    )
+    with pytest.raises(RulesetError) as caught:
+        load_ruleset(path)
+    assert "labels.domestic_abuse" not in str(caught.value)
+
+
+def test_typo_in_a_risk_factor_list_with_a_weight_is_reported_at_the_list(tmp_path: Path) -> None:
+    path = variant_of(
+        DEFAULT_TOML,
+        tmp_path,
+        ('    "social_isolation",\n', '    "social_isolaton",\n'),
+        ('social_isolation = "', 'social_isolaton = "'),  # the label follows the typo
+        ("[weights.risk_factors]\n", "[weights.risk_factors]\nsocial_isolation = 2\n"),
+    )
+    with pytest.raises(RulesetError) as caught:
+        load_ruleset(path)
+    assert str(caught.value).endswith(
+        "codes.other_risk_factors[4]: 'social_isolaton' is probably misspelt: "
+        "weights.risk_factors has 'social_isolation'"
+    )
+
+
+def test_a_label_for_no_code_at_all_is_still_reported_at_the_label(tmp_path: Path) -> None:
+    path = variant_of(DEFAULT_TOML, tmp_path, ("[labels]\n", '[labels]\nbreastfeeding = "B"\n'))
+    with pytest.raises(RulesetError, match=r"labels\.breastfeeding: unknown code"):
+        load_ruleset(path)
+
+
+def test_every_problem_is_on_one_line(tmp_path: Path) -> None:
+    path = variant_of(
+        DEFAULT_TOML,
+        tmp_path,
+        ("severe_risk_factor = 2 ", 'severe_risk_factor = "2" '),
+        ("accepts_antenatal = true\n", ""),
+    )
+    with pytest.raises(RulesetError) as caught:
+        load_ruleset(path)
+    assert str(caught.value) == (
+        f"{path}: invalid ruleset: eligibility.accepts_antenatal: Field required; "
+        "weights.severe_risk_factor: Input should be a valid integer"
+    )

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from api.schemas.referrals import (
+from api.schemas.referrals import ReferralCreate
+from api.schemas.referrals_public import (
     Decision,
-    ReferralCreate,
     ReferralPublic,
     ReferralStatusPublic,
     ReferralSummary,
@@ -22,6 +22,8 @@ def submission_of(body: ReferralCreate) -> Submission:
 
 
 def referral_public(referral: ReferralRecord) -> ReferralPublic:
+    # Read through the response schema alone: the request model's checks (consent true, NHS
+    # number check digit, one date) were for intake and are never applied to stored data.
     return ReferralPublic.model_validate(
         {
             **referral.payload,

@@ -20,14 +20,9 @@ from api.deps import (
 )
 from api.openapi_docs import REFERRAL_EXAMPLES, responses
 from api.schemas.common import DateTimeQuery
-from api.schemas.referrals import (
-    Outcome,
-    ReferralCreate,
-    ReferralPublic,
-    ReferralsPage,
-    ReferralStatus,
-    ReferralStatusPublic,
-)
+from api.schemas.referrals import ReferralCreate
+from api.schemas.referrals_public import ReferralPublic, ReferralsPage, ReferralStatusPublic
+from api.schemas.vocabulary import Outcome, ReferralStatus
 from api.views import referral_public, referral_status, referral_summary, submission_of
 from service.core import metrics
 from service.referrals import intake, queries

@@ -216,50 +216,23 @@ def _health_ready(document: dict[str, Any], schemas: dict[str, Any]) -> None:
 
 
 def _referral_body(schemas: dict[str, Any], ruleset: Ruleset) -> None:
-    """What pydantic's schema leaves out of a referral body but the service enforces."""
-    create = schemas["ReferralCreate"]["properties"]
+    """The code lists are the active ruleset's: the schemas point at these two components."""
     concern_codes = [*ruleset.relationship_concern_codes, *ruleset.other_concern_codes]
     risk_factors = [*ruleset.severe_risk_factors, *ruleset.other_risk_factors]
     schemas["ConcernCode"] = {
         "type": "string",
         "title": "ConcernCode",
-        "description": f"A concern code of ruleset {ruleset.id} {ruleset.version}.",
+        "description": f"A concern code of ruleset {ruleset.id} {ruleset.version} "
+        "(labels and groups: GET /v1/pathway).",
         "enum": concern_codes,
     }
     schemas["RiskFactorCode"] = {
         "type": "string",
         "title": "RiskFactorCode",
-        "description": f"A risk-factor code of ruleset {ruleset.id} {ruleset.version}.",
+        "description": f"A risk-factor code of ruleset {ruleset.id} {ruleset.version} "
+        "(labels and weights: GET /v1/pathway).",
         "enum": risk_factors,
     }
-    # `Concerns` is shared with the stored referral in responses, which may carry codes of an
-    # older ruleset: the enum goes on a request-only copy.
-    concerns = copy.deepcopy(schemas[_ref_name(create["concerns"])])
-    concerns["title"] = "ConcernsCreate"
-    concerns["properties"]["codes"]["items"] = {"$ref": "#/components/schemas/ConcernCode"}
-    concerns["properties"]["codes"]["uniqueItems"] = True
-    schemas["ConcernsCreate"] = concerns
-    create["concerns"] = {"$ref": "#/components/schemas/ConcernsCreate"}
-    create["risk_factors"]["items"] = {"$ref": "#/components/schemas/RiskFactorCode"}
-    create["risk_factors"]["uniqueItems"] = True
-
-    consent = schemas[_ref_name(create["consent"])]["properties"]["caregiver_consent"]
-    consent["const"] = True
-
-    infant = schemas[_ref_name(create["infant"])]
-    infant["oneOf"] = [
-        {
-            "title": "Born",
-            "required": ["date_of_birth"],
-            "properties": {"date_of_birth": {"type": "string", "format": "date"}},
-        },
-        {
-            "title": "Antenatal",
-            "required": ["expected_due_date"],
-            "properties": {"expected_due_date": {"type": "string", "format": "date"}},
-        },
-    ]
-    infant["description"] = "Exactly one of `date_of_birth` and `expected_due_date`."
 
 
 def _date_examples(document: dict[str, Any]) -> None:
@@ -273,7 +246,3 @@ def _date_examples(document: dict[str, Any]) -> None:
         for media in content.values():
             for example in media.get("examples", {}).values():
                 example["description"] = note
-
-
-def _ref_name(schema: dict[str, Any]) -> str:
-    return str(schema["$ref"]).rsplit("/", 1)[-1]

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from datetime import date, tzinfo
 from typing import Any
 
-from api.schemas.referrals import (
+from api.schemas.referrals import ReferralCreate
+from api.schemas.referrals_public import (
     Decision,
-    ReferralCreate,
     ReferralPublic,
     ReferralStatusPublic,
     ReferralSummary,
@@ -35,6 +35,8 @@ def referral_public(
     caller: Caller,
     possible_duplicates: Sequence[PossibleDuplicate] = (),
 ) -> ReferralPublic:
+    # Read through the response schema alone: the request model's checks (consent true, NHS
+    # number check digit, one date) were for intake and are never applied to stored data.
     return ReferralPublic.model_validate(
         {
             **referral.payload,

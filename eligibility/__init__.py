@@ -9,10 +9,7 @@ from eligibility.dates import is_under_months, reaches_months
 from eligibility.decision import (
     Contribution,
     Criteria,
-    CriterionStatus,
     Decision,
-    Outcome,
-    Priority,
     Reason,
     RulesetIdentity,
     Signpost,
@@ -35,6 +32,7 @@ from eligibility.ruleset import (
     load_ruleset,
     parse_ruleset,
 )
+from eligibility.vocabulary import CriterionResult, Outcome, Priority, Urgency
 
 __all__ = [
     "CRITERIA",
@@ -43,7 +41,7 @@ __all__ = [
     "Catchment",
     "Contribution",
     "Criteria",
-    "CriterionStatus",
+    "CriterionResult",
     "Decision",
     "EligibilityError",
     "FactsError",
@@ -59,6 +57,7 @@ __all__ = [
     "Thresholds",
     "UnknownCode",
     "UnknownCodeError",
+    "Urgency",
     "Weights",
     "default_ruleset",
     "evaluate",

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar, cast
+from enum import StrEnum
+from typing import Any, TypeVar
 
-Outcome = Literal["step_up", "step_down", "signpost"]
-Priority = Literal["urgent", "routine"]
-CriterionStatus = Literal["met", "not_met", "not_required"]
-
-OUTCOMES: tuple[Outcome, ...] = ("step_up", "step_down", "signpost")
-PRIORITIES: tuple[Priority, ...] = ("urgent", "routine")
-CRITERION_STATUSES: tuple[CriterionStatus, ...] = ("met", "not_met", "not_required")
+from eligibility.vocabulary import CriterionResult, Outcome, Priority
 
 _T = TypeVar("_T")
+_E = TypeVar("_E", bound=StrEnum)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,18 +66,18 @@ class Signpost:
 class Criteria:
     """The status of every criterion, in the order the pathway evaluates them."""
 
-    age: CriterionStatus
-    relationship_concern: CriterionStatus
-    catchment: CriterionStatus
-    diagnosis: CriterionStatus = "not_required"
+    age: CriterionResult
+    relationship_concern: CriterionResult
+    catchment: CriterionResult
+    diagnosis: CriterionResult = CriterionResult.not_required
 
     def to_dict(self) -> dict[str, str]:
-        """JSON-ready form."""
+        """JSON-ready form (plain strings: the values the decision was always stored with)."""
         return {
-            "age": self.age,
-            "relationship_concern": self.relationship_concern,
-            "catchment": self.catchment,
-            "diagnosis": self.diagnosis,
+            "age": str(self.age),
+            "relationship_concern": str(self.relationship_concern),
+            "catchment": str(self.catchment),
+            "diagnosis": str(self.diagnosis),
         }
 
 
@@ -107,8 +103,8 @@ class Decision:
         contributions = self.contributions
         return {
             "eligible": self.eligible,
-            "outcome": self.outcome,
-            "priority": self.priority,
+            "outcome": str(self.outcome),
+            "priority": str(self.priority),
             "provisional": self.provisional,
             "safeguarding_alert": self.safeguarding_alert,
             "criteria": self.criteria.to_dict(),
@@ -133,16 +129,13 @@ class Decision:
             ruleset = data["ruleset"]
             return cls(
                 eligible=_typed(data["eligible"], bool, "eligible"),
-                outcome=cast(Outcome, _choice(data["outcome"], OUTCOMES, "outcome")),
-                priority=cast(Priority, _choice(data["priority"], PRIORITIES, "priority")),
+                outcome=_choice(data["outcome"], Outcome, "outcome"),
+                priority=_choice(data["priority"], Priority, "priority"),
                 provisional=_typed(data["provisional"], bool, "provisional"),
                 safeguarding_alert=_typed(data["safeguarding_alert"], bool, "safeguarding_alert"),
                 criteria=Criteria(
                     **{
-                        name: cast(
-                            CriterionStatus,
-                            _choice(criteria[name], CRITERION_STATUSES, f"criteria.{name}"),
-                        )
+                        name: _choice(criteria[name], CriterionResult, f"criteria.{name}")
                         for name in ("age", "relationship_concern", "catchment", "diagnosis")
                     }
                 ),
@@ -190,10 +183,10 @@ def _typed(value: object, kind: type[_T], name: str) -> _T:
     return value
 
 
-def _choice(value: object, allowed: tuple[str, ...], name: str) -> str:
-    if value not in allowed:
+def _choice(value: object, allowed: type[_E], name: str) -> _E:
+    if not isinstance(value, str) or value not in allowed.__members__.values():
         raise ValueError(f"not a decision: {name} should be one of {', '.join(allowed)}")
-    return value
+    return allowed(value)
 
 
 def _str(value: object) -> str:

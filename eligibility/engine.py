@@ -8,18 +8,17 @@ from eligibility.dates import reaches_months
 from eligibility.decision import (
     Contribution,
     Criteria,
-    CriterionStatus,
     Decision,
-    Outcome,
     Reason,
     Signpost,
 )
 from eligibility.errors import FactsError, UnknownCodeError
 from eligibility.facts import ReferralFacts
 from eligibility.ruleset import Ruleset
+from eligibility.vocabulary import CriterionResult, Outcome, Priority, Urgency
 
-_MET: CriterionStatus = "met"
-_NOT_MET: CriterionStatus = "not_met"
+_MET = CriterionResult.met
+_NOT_MET = CriterionResult.not_met
 
 
 def evaluate(facts: ReferralFacts, ruleset: Ruleset, as_of: date) -> Decision:
@@ -59,7 +58,7 @@ def evaluate(facts: ReferralFacts, ruleset: Ruleset, as_of: date) -> Decision:
         safeguarding.immediate_risk,
         safeguarding.child_protection_plan,
         safeguarding.child_in_need_plan,
-        facts.referrer_urgency == "urgent",
+        facts.referrer_urgency == Urgency.urgent,
     )
     alert = any(flags[i] for i in ruleset.alert_flag_indexes)
     urgent = any(flags[i] for i in ruleset.urgent_flag_indexes)
@@ -81,8 +80,8 @@ def evaluate(facts: ReferralFacts, ruleset: Ruleset, as_of: date) -> Decision:
                 signposts.setdefault(service.id, service)
         return Decision(
             eligible=False,
-            outcome="signpost",
-            priority="urgent" if urgent else "routine",
+            outcome=Outcome.signpost,
+            priority=Priority.urgent if urgent else Priority.routine,
             safeguarding_alert=alert,
             criteria=criteria,
             reasons=(*leading, *unmet),
@@ -95,20 +94,20 @@ def evaluate(facts: ReferralFacts, ruleset: Ruleset, as_of: date) -> Decision:
 
     contributions = _contributions(facts, ruleset, flags)
     score = sum(c.weight for c in contributions)
-    outcome: Outcome = "step_up" if score >= ruleset.step_up_threshold else "step_down"
+    outcome = Outcome.step_up if score >= ruleset.step_up_threshold else Outcome.step_down
     score_reasons = ruleset.score_reasons[
-        "STEP_UP_SCORE" if outcome == "step_up" else "STEP_DOWN_SCORE"
+        "STEP_UP_SCORE" if outcome is Outcome.step_up else "STEP_DOWN_SCORE"
     ]
     return Decision(
         eligible=True,
         outcome=outcome,
-        priority="urgent" if urgent else "routine",
+        priority=Priority.urgent if urgent else Priority.routine,
         safeguarding_alert=alert,
         criteria=criteria,
         reasons=(*leading, score_reasons[score]),
         score=score,
         contributions=contributions,
-        next_steps=(*alert_steps, *ruleset.next_steps[outcome]),
+        next_steps=(*alert_steps, *ruleset.next_steps[outcome.value]),
         signposts=(),
         ruleset=ruleset.identity,
     )

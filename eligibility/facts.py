@@ -5,12 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date
-from typing import Literal
 
 from eligibility.errors import FactsError
-
-Urgency = Literal["routine", "urgent"]
-_URGENCIES: frozenset[str] = frozenset({"routine", "urgent"})
+from eligibility.vocabulary import Urgency
 
 # Shape only (outward code, one space, inward code): callers normalise and validate real
 # postcodes; this guards the catchment match against un-normalised input, which would
@@ -38,7 +35,7 @@ class ReferralFacts:
     risk_factors: tuple[str, ...] = ()
     concern_duration_weeks: int | None = None
     safeguarding: SafeguardingFacts = SafeguardingFacts()
-    referrer_urgency: Urgency = "routine"
+    referrer_urgency: Urgency = Urgency.routine
     diagnosis: str | None = None
 
     def __post_init__(self) -> None:
@@ -51,8 +48,11 @@ class ReferralFacts:
             raise FactsError("concern_duration_weeks must be a whole number of weeks")
         if weeks is not None and weeks < 0:
             raise FactsError("concern_duration_weeks must not be negative")
-        if self.referrer_urgency not in _URGENCIES:
+        if self.referrer_urgency not in Urgency.__members__.values():
             raise FactsError("referrer_urgency must be 'routine' or 'urgent'")
+        # A plain "urgent" from a caller becomes the member, so the facts compare and print
+        # the same whichever way they were built.
+        object.__setattr__(self, "referrer_urgency", Urgency(self.referrer_urgency))
         # Callers building facts from JSON naturally pass lists; store tuples so the facts
         # stay hashable and cannot be changed after evaluation.
         if not isinstance(self.concern_codes, tuple):

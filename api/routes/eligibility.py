@@ -10,7 +10,8 @@ from api.deps import JSON_BODY_ONLY, CanSubmit, ClockDep, RulesetDep, SessionDep
 from api.json_body import StrictJsonRoute
 from api.openapi_docs import REFERRAL_EXAMPLES, responses
 from api.schemas.common import EvaluationDate
-from api.schemas.referrals import Decision, ReferralCreate
+from api.schemas.referrals import ReferralCreate
+from api.schemas.referrals_public import Decision
 from api.views import submission_of
 from service.referrals import queries
 

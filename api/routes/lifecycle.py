@@ -29,7 +29,7 @@ from api.schemas.lifecycle import (
     TriageCreate,
     WithdrawCreate,
 )
-from api.schemas.referrals import ReferralPublic
+from api.schemas.referrals_public import ReferralPublic
 from api.views import referral_public
 from eligibility import Ruleset
 from service.core import metrics

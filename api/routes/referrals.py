@@ -21,13 +21,9 @@ from api.deps import (
 from api.json_body import StrictJsonRoute
 from api.openapi_docs import REFERRAL_EXAMPLES, responses
 from api.schemas.common import DateTimeQuery
-from api.schemas.referrals import (
-    Outcome,
-    ReferralCreate,
-    ReferralPublic,
-    ReferralsPage,
-    ReferralStatusPublic,
-)
+from api.schemas.referrals import ReferralCreate
+from api.schemas.referrals_public import ReferralPublic, ReferralsPage, ReferralStatusPublic
+from api.schemas.vocabulary import Outcome
 from api.views import referral_public, referral_status, referral_summary, submission_of
 from service.core import metrics
 from service.core.unit_of_work import after_commit

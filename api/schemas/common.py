@@ -33,7 +33,10 @@ class RequestModel(BaseModel):
 
 
 class ResponseModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Responses: what was stored is served; a field the schema no longer has is dropped, not
+    an error. Every field is always sent, so the document marks defaulted fields required."""
+
+    model_config = ConfigDict(extra="ignore", json_schema_serialization_defaults_required=True)
 
 
 # Whitespace spelt out: `\s` means different sets in JSON Schema's regex dialect (ECMA-262),

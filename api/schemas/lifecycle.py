@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 
 from api.schemas.common import Code, RequestModel, ResponseModel
-from eligibility import Outcome, Priority
+from api.schemas.vocabulary import Outcome, Priority
 
 Comment = Annotated[
     str,

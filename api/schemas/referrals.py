@@ -1,15 +1,16 @@
-"""Request and response schemas for referrals (the HTTP shape; the rules never see these)."""
+"""Request schemas for referrals: strict (the HTTP shape; the rules never see these).
+
+Responses have schemas of their own in `api.schemas.referrals_public`, which never re-validate
+what was stored.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
-from enum import StrEnum
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from api.schemas.common import (
-    Code,
     Email,
     FreeText,
     IsoDate,
@@ -19,51 +20,31 @@ from api.schemas.common import (
     Phone,
     Postcode,
     RequestModel,
-    ResponseModel,
     Weeks,
 )
-from api.schemas.lifecycle import MovePublic, TriagePublic
+from api.schemas.vocabulary import (
+    CaregiverRelationship,
+    ConcernCode,
+    ReferrerRole,
+    RiskFactorCode,
+    ServiceInvolved,
+    Urgency,
+)
 from eligibility import ReferralFacts, SafeguardingFacts
-from service.referrals.statuses import Action, ReferralStatus
 
-
-class ReferrerRole(StrEnum):
-    health_visitor = "health_visitor"
-    gp = "gp"
-    midwife = "midwife"
-    perinatal_mental_health = "perinatal_mental_health"
-    children_social_care = "children_social_care"
-    childrens_centre = "childrens_centre"
-    camhs = "camhs"
-    voluntary_sector = "voluntary_sector"
-    self_referral = "self"
-    other = "other"
-
-
-class CaregiverRelationship(StrEnum):
-    mother = "mother"
-    father = "father"
-    foster_carer = "foster_carer"
-    grandparent = "grandparent"
-    other = "other"
-
-
-class ServiceInvolved(StrEnum):
-    health_visiting = "health_visiting"
-    gp = "gp"
-    midwifery = "midwifery"
-    perinatal_mental_health = "perinatal_mental_health"
-    adult_mental_health = "adult_mental_health"
-    children_social_care = "children_social_care"
-    early_help = "early_help"
-    camhs = "camhs"
-    childrens_centre = "childrens_centre"
-    voluntary_sector = "voluntary_sector"
-    other = "other"
-
-
-Outcome = Literal["step_up", "step_down", "signpost"]
-Priority = Literal["urgent", "routine"]
+# "Exactly one of the two dates" in JSON Schema without `oneOf`: client generators turn a
+# `oneOf` into a union of partial objects (openapi-python-client made `Born` with only the date,
+# leaving the NHS number and names untyped), while they ignore if/then/else and keep one object
+# with every field typed. Validators (and schemathesis) still read it; the model enforces it.
+# A null date counts as absent, as in the model.
+EXACTLY_ONE_DATE: dict[str, Any] = {
+    "if": {"required": ["date_of_birth"], "properties": {"date_of_birth": {"type": "string"}}},
+    "then": {"properties": {"expected_due_date": {"type": "null"}}},
+    "else": {
+        "required": ["expected_due_date"],
+        "properties": {"expected_due_date": {"type": "string"}},
+    },
+}
 
 
 class Referrer(RequestModel):
@@ -74,6 +55,10 @@ class Referrer(RequestModel):
 
 
 class Infant(RequestModel):
+    """The baby. Exactly one of `date_of_birth` and `expected_due_date` (antenatal referrals)."""
+
+    model_config = ConfigDict(json_schema_extra=EXACTLY_ONE_DATE)
+
     given_name: Name | None = None
     family_name: Name | None = None
     nhs_number: NhsNumber | None = None
@@ -98,10 +83,11 @@ class Caregiver(RequestModel):
 
 
 class Concerns(RequestModel):
-    codes: list[Code] = Field(
+    codes: list[ConcernCode] = Field(
         min_length=1,
         max_length=20,
         description="Concern codes from the active ruleset (GET /v1/pathway).",
+        json_schema_extra={"uniqueItems": True},
     )
     description: Annotated[FreeText, Field(max_length=4000)] | None = None
     duration_weeks: Weeks | None = None
@@ -123,7 +109,9 @@ class Safeguarding(RequestModel):
 
 
 class Consent(RequestModel):
-    caregiver_consent: JsonBool = Field(description="Must be true.")
+    caregiver_consent: JsonBool = Field(
+        description="Must be true.", json_schema_extra={"const": True}
+    )
     recorded_on: IsoDate
 
     @field_validator("caregiver_consent")
@@ -142,13 +130,15 @@ class ReferralCreate(RequestModel):
     caregivers: list[Caregiver] = Field(min_length=1, max_length=6)
     postcode: Postcode
     concerns: Concerns
-    risk_factors: list[Code] = Field(default_factory=list, max_length=30)
+    risk_factors: list[RiskFactorCode] = Field(
+        default_factory=list, max_length=30, json_schema_extra={"uniqueItems": True}
+    )
     safeguarding: Safeguarding
     diagnosis: Annotated[FreeText, Field(max_length=2000)] | None = Field(
         default=None, description="Optional and never used in eligibility."
     )
     consent: Consent
-    referrer_urgency: Literal["routine", "urgent"] = "routine"
+    referrer_urgency: Urgency = Urgency.routine
     services_involved: list[ServiceInvolved] = Field(default_factory=list, max_length=20)
 
     @field_validator("risk_factors")
@@ -174,142 +164,3 @@ class ReferralCreate(RequestModel):
             referrer_urgency=self.referrer_urgency,
             diagnosis=self.diagnosis,
         )
-
-
-class Reason(ResponseModel):
-    code: str
-    message: str
-
-
-class Contribution(ResponseModel):
-    indicator: str
-    weight: int
-
-
-class Signpost(ResponseModel):
-    """A service to contact instead (after Open Referral UK's service record)."""
-
-    id: str
-    name: str
-    description: str
-    url: str | None
-    email: str | None
-
-
-class RulesetIdentity(ResponseModel):
-    id: str
-    version: str
-    sha256: str
-
-
-class Criteria(ResponseModel):
-    age: Literal["met", "not_met"]
-    relationship_concern: Literal["met", "not_met"]
-    catchment: Literal["met", "not_met"]
-    diagnosis: Literal["not_required"]
-
-
-class Decision(ResponseModel):
-    eligible: bool
-    outcome: Outcome
-    priority: Priority
-    provisional: bool
-    safeguarding_alert: bool
-    criteria: Criteria
-    reasons: list[Reason]
-    score: int | None
-    contributions: list[Contribution] | None
-    next_steps: list[str]
-    signposts: list[Signpost]
-    ruleset: RulesetIdentity
-
-
-class PossibleDuplicate(ResponseModel):
-    """An open referral that may be of the same infant (warn, never block)."""
-
-    id: str
-    reference: str
-    status: ReferralStatus
-    received_at: datetime
-    match: Literal["nhs_number", "name_and_date"]
-
-
-class ReferralPublic(ResponseModel):
-    """A whole referral with its decision: personal data, for its organisation and the team."""
-
-    id: str
-    reference: str
-    organisation: str
-    status: ReferralStatus
-    version: int = Field(description='1 at intake, +1 per move; the ETag is W/"<version>".')
-    provisional: bool = Field(
-        description="True until a team clinician triages the referral (the rules' decision "
-        "is provisional; the triage is not)."
-    )
-    available_actions: list[Action] = Field(
-        description="What you may do to this referral now (lifecycle.md)."
-    )
-    received_at: datetime
-    updated_at: datetime
-    triage: TriagePublic | None = None
-    withdrawal: MovePublic | None = None
-    closure: MovePublic | None = None
-    possible_duplicates: list[PossibleDuplicate] = Field(
-        default_factory=list,
-        description="Open referrals of the same infant that you may read: at intake, and in "
-        "the team's view of a referral.",
-    )
-    referrer: Referrer
-    infant: Infant
-    caregivers: list[Caregiver]
-    postcode: str
-    concerns: Concerns
-    risk_factors: list[str]
-    safeguarding: Safeguarding
-    diagnosis: str | None
-    consent: Consent
-    referrer_urgency: Literal["routine", "urgent"]
-    services_involved: list[ServiceInvolved]
-    decision: Decision
-
-
-class ReferralStatusPublic(ResponseModel):
-    """Where a referral stands, with no personal data."""
-
-    id: str
-    reference: str
-    status: ReferralStatus
-    version: int
-    available_actions: list[Action]
-    triaged_at: datetime | None
-    outcome: Outcome
-    priority: Priority
-    provisional: bool
-    safeguarding_alert: bool
-    next_steps: list[str]
-    signposts: list[Signpost]
-    updated_at: datetime
-
-
-class ReferralSummary(ResponseModel):
-    """One line of a referral list, with no personal data."""
-
-    id: str
-    reference: str
-    organisation: str
-    status: ReferralStatus
-    version: int
-    waiting_days: int = Field(description="Whole days since received, in the service's zone.")
-    outcome: Outcome
-    priority: Priority
-    provisional: bool
-    safeguarding_alert: bool
-    received_at: datetime
-    updated_at: datetime
-
-
-class ReferralsPage(ResponseModel):
-    items: list[ReferralSummary]
-    next_cursor: str | None = Field(
-        description="Pass as `cursor` for the next page; null on the last page."
-    )

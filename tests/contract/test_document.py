@@ -161,27 +161,83 @@ def test_created_referral_links_to_its_read_and_status_operations() -> None:
     assert set(targets) <= set(OPERATIONS)
 
 
-def test_codes_are_enums_of_the_active_ruleset_on_requests_only() -> None:
+def test_codes_are_one_component_each_on_requests_and_responses() -> None:
     ruleset = default_ruleset()
     schemas = DOCUMENT["components"]["schemas"]
     assert set(schemas["ConcernCode"]["enum"]) == ruleset.all_concern_codes
     assert set(schemas["RiskFactorCode"]["enum"]) == ruleset.all_risk_factors
-    create = schemas["ReferralCreate"]["properties"]
-    assert create["concerns"] == {"$ref": "#/components/schemas/ConcernsCreate"}
-    codes = schemas["ConcernsCreate"]["properties"]["codes"]
-    assert codes["items"] == {"$ref": "#/components/schemas/ConcernCode"}
-    assert codes["uniqueItems"] is True
-    assert create["risk_factors"]["items"] == {"$ref": "#/components/schemas/RiskFactorCode"}
-    # Stored referrals may carry an older ruleset's codes: responses keep plain strings.
-    assert "enum" not in str(schemas["Concerns"]) and "$ref" not in str(schemas["Concerns"])
+    concern, risk = (
+        {"$ref": "#/components/schemas/ConcernCode"},
+        {"$ref": "#/components/schemas/RiskFactorCode"},
+    )
+    for request, response in (("Concerns", "ConcernsRecord"),):
+        assert schemas[request]["properties"]["codes"]["items"] == concern
+        assert schemas[request]["properties"]["codes"]["uniqueItems"] is True
+        assert schemas[response]["properties"]["codes"]["items"] == concern
+    for name in ("ReferralCreate", "ReferralPublic"):
+        assert schemas[name]["properties"]["risk_factors"]["items"] == risk
 
 
-def test_infant_needs_exactly_one_of_the_two_dates() -> None:
+# Each closed vocabulary is one named component, and no schema spells its values inline.
+VOCABULARIES = {
+    "Outcome": {"step_up", "step_down", "signpost"},
+    "Priority": {"urgent", "routine"},
+    "Urgency": {"routine", "urgent"},
+    "CriterionResult": {"met", "not_met", "not_required"},
+    "ReferralStatus": {
+        "awaiting_triage",
+        "accepted",
+        "stepped_down",
+        "signposted",
+        "withdrawn",
+        "closed",
+    },
+    "ReferrerRole": {"health_visitor", "gp", "midwife", "self", "other"},
+    "CaregiverRelationship": {"mother", "father", "foster_carer", "grandparent", "other"},
+    "ServiceInvolved": {"health_visiting", "midwifery", "early_help"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(VOCABULARIES))
+def test_each_vocabulary_is_one_named_component(name: str) -> None:
+    component = DOCUMENT["components"]["schemas"][name]
+    assert component["type"] == "string"
+    assert VOCABULARIES[name] <= set(component["enum"])
+    ref = f"#/components/schemas/{name}"
+    uses = [node for node in _walk(DOCUMENT) if isinstance(node, dict) and node.get("$ref") == ref]
+    assert uses, f"{name} is never referenced"
+
+
+def test_no_schema_repeats_a_vocabulary_inline() -> None:
+    schemas = DOCUMENT["components"]["schemas"]
+    named = {frozenset(schemas[name]["enum"]): name for name in VOCABULARIES}
+    inline = []
+    for where, node in [("paths", n) for n in _walk(DOCUMENT["paths"])] + [
+        (owner, n)
+        for owner, schema in schemas.items()
+        if owner not in VOCABULARIES
+        for n in _walk(schema)
+    ]:
+        if isinstance(node, dict) and ("enum" in node or "const" in node):
+            values = frozenset(node.get("enum") or [node.get("const")])
+            # A subset counts too (e.g. a Literal["met", "not_met"] beside CriterionResult).
+            clash = [name for enum, name in named.items() if values <= enum and values]
+            if clash and not (len(values) == 1 and True in values):
+                inline.append((where, sorted(values), clash))
+    assert not inline, inline
+
+
+def test_infant_states_exactly_one_date_and_types_every_field() -> None:
     infant = DOCUMENT["components"]["schemas"]["Infant"]
-    assert [branch["required"] for branch in infant["oneOf"]] == [
-        ["date_of_birth"],
-        ["expected_due_date"],
-    ]
+    # One object, every field a property: no oneOf/anyOf of partial objects for generators.
+    assert "oneOf" not in infant and "anyOf" not in infant
+    assert {"given_name", "family_name", "nhs_number", "date_of_birth", "expected_due_date"} == set(
+        infant["properties"]
+    )
+    assert infant["if"]["required"] == ["date_of_birth"]
+    assert infant["else"]["required"] == ["expected_due_date"]
+    assert infant["then"] == {"properties": {"expected_due_date": {"type": "null"}}}
+    assert "Exactly one" in infant["description"]
 
 
 def test_readiness_documents_both_answers() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from eligibility import Decision, Ruleset, evaluate
+from eligibility import CriterionResult, Decision, Outcome, Priority, Ruleset, evaluate
 from tests.eligibility.factories import AS_OF, make_facts, safeguarding
 
 TOP_LEVEL_KEYS = {
@@ -92,6 +92,27 @@ def test_round_trip_through_json(default: Ruleset, outcome: str) -> None:
     assert decision.outcome == outcome
     restored = Decision.from_dict(json.loads(json.dumps(decision.to_dict())))
     assert restored == decision
+
+
+@pytest.mark.parametrize("outcome", ["step_up", "step_down", "signpost"])
+def test_vocabulary_is_enums_inside_and_plain_strings_in_json(
+    default: Ruleset, outcome: str
+) -> None:
+    """Stored decisions and audit hashes were written from plain strings: the JSON form keeps
+    exactly those bytes, and reading it back gives the enum members again."""
+    decision = _decisions(default)[outcome]
+    assert decision.outcome is Outcome(outcome)
+    assert isinstance(decision.priority, Priority)
+    assert decision.criteria.diagnosis is CriterionResult.not_required
+    data = decision.to_dict()
+    plain = [data["outcome"], data["priority"], *data["criteria"].values()]
+    assert all(type(value) is str for value in plain), plain
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    assert f'"outcome":"{outcome}"' in text
+    assert '"diagnosis":"not_required"' in text
+    restored = Decision.from_dict(json.loads(text))
+    assert restored.outcome is decision.outcome
+    assert restored.criteria == decision.criteria
 
 
 def _broken(default: Ruleset, **changes: Any) -> dict[str, Any]:

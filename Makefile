@@ -15,6 +15,15 @@ $(STAMP): pyproject.toml
 	@$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@rm -f $(VENV)/.installed-* && touch $@
 
+# The contract tests' npm tools (Spectral, openapi-typescript, tsc), exactly as locked; installed
+# again only when the lock file changes.
+NPM_DIR := tests/contract/clients
+NPM_STAMP := $(NPM_DIR)/node_modules/.installed-$(shell cksum $(NPM_DIR)/package-lock.json | cut -d' ' -f1)
+
+$(NPM_STAMP): $(NPM_DIR)/package-lock.json
+	@cd $(NPM_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	@rm -f $(NPM_DIR)/node_modules/.installed-* && touch $@
+
 run: $(STAMP)
 	@mkdir -p var
 	@REFERRAL_ENV=development $(BIN)/referral-service dev-token --org RX1 \
@@ -40,7 +49,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP) lint typecheck
+test: $(STAMP) $(NPM_STAMP) lint typecheck
 	$(BIN)/pytest
 
 openapi: $(STAMP)

@@ -10,8 +10,19 @@ import copy
 from datetime import date
 from typing import Any
 
-from api.openapi_docs import PROBLEM_COMPONENT, REQUEST_ID_HEADER, responses
+from api.openapi_docs import (
+    CONTACT,
+    LICENSE,
+    PROBLEM_COMPONENT,
+    REQUEST_ID_HEADER,
+    SERVERS,
+    TAGS,
+    response_examples,
+    responses,
+)
+from api.schemas.vocabulary import CODE_LIST_MARK
 from eligibility import Ruleset
+from service.core.settings import Settings
 
 SECURITY_SCHEME = "HTTPBearer"
 
@@ -30,6 +41,10 @@ REQUIRED_SCOPES: dict[str, tuple[str, ...]] = {
     "referrals-status": ("referrals:read", "referrals:triage"),
     "audit-events-list": ("audit:read", "audit:read_all"),
     "audit-events-verify": ("audit:read_all",),
+    "referrals-triage": ("referrals:triage",),
+    "referrals-withdraw": ("referrals:submit", "referrals:triage"),
+    "referrals-close": ("referrals:triage",),
+    "referrals-history": ("referrals:read", "referrals:triage"),
 }
 
 # Followed by stateful testing (schemathesis) and documented for client authors.
@@ -49,6 +64,27 @@ LINKS: dict[str, dict[str, dict[str, Any]]] = {
             "operationId": "audit-events-list",
             "parameters": {"referral_id": "$response.body#/id"},
             "description": "The audit events about the referral just created (scope `audit:read`).",
+        },
+        "TriageReferral": {
+            "operationId": "referrals-triage",
+            "parameters": {"referral_id": "$response.body#/id", "header.If-Match": 'W/"1"'},
+            "description": "Triage the referral just created (scope `referrals:triage`), with "
+            'its first version as If-Match: W/"1".',
+        },
+        "WithdrawReferral": {
+            "operationId": "referrals-withdraw",
+            "parameters": {"referral_id": "$response.body#/id", "header.If-Match": 'W/"1"'},
+            "description": "Withdraw the referral just created, if it was made in error.",
+        },
+        "CloseReferral": {
+            "operationId": "referrals-close",
+            "parameters": {"referral_id": "$response.body#/id"},
+            "description": "Close the referral once accepted or stepped down and the work ends.",
+        },
+        "GetReferralHistory": {
+            "operationId": "referrals-history",
+            "parameters": {"referral_id": "$response.body#/id"},
+            "description": "The referral's history, intake first.",
         },
     },
 }
@@ -84,8 +120,18 @@ def customise(document: dict[str, Any], ruleset: Ruleset) -> dict[str, Any]:
     components["parameters"] = {"RequestId": _request_id_parameter()}
     document["info"]["description"] = document["info"].get("description", "") + ERRORS_SECTION
     _security_scheme(components)
+    document["info"]["contact"] = copy.deepcopy(CONTACT)
+    document["info"]["license"] = copy.deepcopy(LICENSE)
+    document["servers"] = copy.deepcopy(SERVERS)
+    document["tags"] = copy.deepcopy(TAGS)
+    examples = response_examples(ruleset, EXAMPLES_VALID_ON)
+    for path, item in document.get("paths", {}).items():
+        for operation in item.values():
+            _always_documented(path, operation)
+            _success_example(operation, examples)
     for operation in _operations(document):
         _clean_parameters(operation)
+        _idempotency_key(operation)
         _replace_validation_error(operation)
         _authorisation(operation)
         _response_headers(operation)
@@ -95,6 +141,7 @@ def customise(document: dict[str, Any], ruleset: Ruleset) -> dict[str, Any]:
     schemas.pop("ValidationError", None)
     _health_ready(document, schemas)
     _referral_body(schemas, ruleset)
+    components["schemas"] = _point_at_code_lists(schemas)
     _date_examples(document)
     return document
 
@@ -121,7 +168,10 @@ def _security_scheme(components: dict[str, Any]) -> None:
     scheme["description"] = (
         "A JWT from your identity provider, signed with RS256 or ES256, with `iss`, `aud`, `exp`, "
         "`sub`, `org` (your organisation code) and `scope` (space-separated: "
-        "`referrals:submit`, `referrals:read`, `referrals:triage`, `audit:read`, `audit:read_all`)."
+        "`referrals:submit`, `referrals:read`, `referrals:triage`, `audit:read`, "
+        "`audit:read_all`). Verified as RFC 8725 (JWT best current practices) asks: an "
+        "allow-list of algorithms (never `none`, never HS256 with a public key), the issuer "
+        "and audience checked, `exp` and `iat` required, a maximum lifetime."
     )
 
 
@@ -138,6 +188,37 @@ def _clean_parameters(operation: dict[str, Any]) -> None:
             schema.update(kept[0])
 
 
+def _always_documented(path: str, operation: dict[str, Any]) -> None:
+    """Any operation can fail unexpectedly (500); every /v1 operation is rate limited (429)."""
+    documented = operation.setdefault("responses", {})
+    if path.startswith("/v1/"):
+        documented.setdefault("429", responses(429)[429])
+    documented.setdefault("500", responses(500)[500])
+
+
+def _success_example(operation: dict[str, Any], examples: dict[str, Any]) -> None:
+    example = examples.get(operation.get("operationId", ""))
+    if example is None:
+        return
+    success = next(s for s in operation["responses"] if s.startswith("2"))
+    media = operation["responses"][success]["content"]["application/json"]
+    media["example"] = copy.deepcopy(example)
+
+
+def _idempotency_key(operation: dict[str, Any]) -> None:
+    # Said here, from the setting itself, so the text cannot drift from the default again.
+    hours = Settings.model_fields["idempotency_ttl_hours"].default
+    for parameter in operation.get("parameters", []):
+        if parameter.get("name") == "Idempotency-Key":
+            parameter["description"] = (
+                "Your key for this submission (1 to 255 printable ASCII characters, e.g. a "
+                "UUID). The same key with the same body returns the original referral again "
+                "(201, `Idempotent-Replayed: true`); with another body, 422; while the first is "
+                f"in flight, 409. Keys are kept for {hours} hours by default "
+                "(`REFERRAL_IDEMPOTENCY_TTL_HOURS`, never less than 24)."
+            )
+
+
 def _replace_validation_error(operation: dict[str, Any]) -> None:
     """The service renders every 422 as problem+json, never FastAPI's HTTPValidationError."""
     found = operation.get("responses", {}).get("422")
@@ -148,7 +229,9 @@ def _replace_validation_error(operation: dict[str, Any]) -> None:
 def _authorisation(operation: dict[str, Any]) -> None:
     """Scopes as role lists on the security requirements (OpenAPI 3.1), and in the text."""
     scopes = REQUIRED_SCOPES.get(operation.get("operationId", ""))
-    if "security" not in operation:
+    if not operation.get("security"):
+        # Explicit, so that no tool assumes a document-wide default applies.
+        operation["security"] = []
         who = "No authentication: anyone who can reach the service may call it."
     elif scopes:
         operation["security"] = [{SECURITY_SCHEME: [scope]} for scope in scopes]
@@ -166,7 +249,7 @@ def _response_headers(operation: dict[str, Any]) -> None:
         headers["X-Request-ID"] = {**REQUEST_ID_HEADER["X-Request-ID"], "required": True}
         if status in ("401", "403") and "WWW-Authenticate" in headers:
             headers["WWW-Authenticate"]["required"] = True
-        if status == "503":
+        if status in ("429", "503"):
             headers["Retry-After"] = {
                 "description": "Seconds to wait before trying again.",
                 "required": True,
@@ -210,6 +293,8 @@ def _health_ready(document: dict[str, Any], schemas: dict[str, Any]) -> None:
             continue
         content = {"application/json": {"schema": {"$ref": "#/components/schemas/Readiness"}}}
         for status, response in operation["responses"].items():
+            if status not in ("200", "503"):
+                continue  # an unexpected failure is still a problem
             response["content"] = copy.deepcopy(content)
             if status == "200":
                 response["description"] = "Ready: the database answers and is migrated."
@@ -233,6 +318,20 @@ def _referral_body(schemas: dict[str, Any], ruleset: Ruleset) -> None:
         "(labels and weights: GET /v1/pathway).",
         "enum": risk_factors,
     }
+
+
+def _point_at_code_lists(node: Any) -> Any:
+    """Every schema marked with CODE_LIST_MARK becomes a $ref to its code-list component."""
+    if isinstance(node, dict):
+        if CODE_LIST_MARK in node:
+            ref: dict[str, Any] = {"$ref": f"#/components/schemas/{node[CODE_LIST_MARK]}"}
+            if "description" in node:
+                ref["description"] = node["description"]
+            return ref
+        return {key: _point_at_code_lists(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_point_at_code_lists(value) for value in node]
+    return node
 
 
 def _date_examples(document: dict[str, Any]) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from fastapi import Body
 
 from api.problems import MAX_LISTED_PROBLEMS
+from eligibility import Ruleset
 
 PROBLEM_SCHEMA_REF = {"$ref": "#/components/schemas/Problem"}
 REQUEST_ID_HEADER = {
@@ -14,6 +16,18 @@ REQUEST_ID_HEADER = {
         "description": "Echoes the caller's X-Request-ID when sane, else a generated id.",
         "schema": {"type": "string"},
     }
+}
+
+# The IETF RateLimit header fields (draft-ietf-httpapi-ratelimit-headers), sent by the limits.
+RATE_LIMIT_HEADERS = {
+    "RateLimit-Policy": {
+        "description": "The limit that applies, e.g. `600;w=60` (requests per window of seconds).",
+        "schema": {"type": "string"},
+    },
+    "RateLimit": {
+        "description": "What is left of it, e.g. `limit=600, remaining=0, reset=17`.",
+        "schema": {"type": "string"},
+    },
 }
 
 _DESCRIPTIONS = {
@@ -31,6 +45,10 @@ _DESCRIPTIONS = {
     413: "The body is larger than the limit (default 64 KiB).",
     415: "The body is not application/json.",
     422: "The request is not valid: `errors` names each field and the reason.",
+    429: "Too many requests from your organisation (or, before authentication, your address); "
+    "retry after the given number of seconds.",
+    500: "An unexpected failure; the problem carries no stack trace or personal data. Quote its "
+    "`request_id` when you report it.",
     503: "The database is unavailable; retry after the given number of seconds.",
 }
 
@@ -42,8 +60,10 @@ def _problem(status: int) -> dict[str, Any]:
             "description": "Bearer challenge, with error=invalid_token or insufficient_scope.",
             "schema": {"type": "string"},
         }
-    if status == 503:
+    if status in (429, 503):
         headers["Retry-After"] = {"description": "Seconds to wait.", "schema": {"type": "integer"}}
+    if status == 429:
+        headers.update(RATE_LIMIT_HEADERS)
     return {
         "description": _DESCRIPTIONS[status],
         "headers": headers,
@@ -164,3 +184,104 @@ PROBLEM_COMPONENT: dict[str, Any] = {
         },
     },
 }
+
+
+# Declared once, with the text a partner's generated client and the docs show for each group.
+TAGS: list[dict[str, str]] = [
+    {
+        "name": "referrals",
+        "description": "Submit a referral and follow it: the whole record, its status without "
+        "personal data, and lists of your organisation's referrals.",
+    },
+    {
+        "name": "eligibility",
+        "description": "A dry run of the rules on a referral body; nothing is stored.",
+    },
+    {
+        "name": "pathway",
+        "description": "The active ruleset: criteria, outcomes, code lists with labels, reason "
+        "codes, signposting services and the glossary. Build pick lists from it.",
+    },
+    {
+        "name": "lifecycle",
+        "description": "What happens after intake: the team's triage, withdrawal and closure "
+        "(each needs `If-Match` with the referral's ETag), and the referral's history.",
+    },
+    {
+        "name": "audit",
+        "description": "The tamper-evident audit trail: read it and verify its hash chains.",
+    },
+    {
+        "name": "health",
+        "description": "Liveness, readiness and metrics for orchestrators and monitoring.",
+    },
+]
+
+CONTACT = {
+    "name": "Parent-infant referral service: integration support",
+    "url": "https://referrals.example.nhs.uk/support",
+    "email": "referrals-integration@example.nhs.uk",
+}
+LICENSE = {
+    "name": "Proprietary: for partner organisations under the team's data-sharing agreement",
+    "url": "https://referrals.example.nhs.uk/terms",
+}
+SERVERS = [
+    {
+        "url": "https://{host}",
+        "description": "Production, or one of your test environments: the team's deployment "
+        "of the service, HTTPS only.",
+        # Called by partner organisations' systems over the network, not an internal API.
+        "x-internal": False,
+        "variables": {
+            "host": {
+                "default": "referrals.example.nhs.uk",
+                "description": "The host name your team's deployment is served at.",
+            }
+        },
+    }
+]
+
+
+def response_examples(ruleset: Ruleset, valid_on: date) -> dict[str, Any]:
+    """Success-response examples by operation id, made from the first request example by the
+    real rules on `valid_on`, so every value is one the service would really send."""
+    from api.schemas.referrals import ReferralCreate
+    from eligibility import evaluate
+
+    body = ReferralCreate.model_validate(_referral())
+    decision = evaluate(body.to_facts(), ruleset, valid_on).to_dict()
+    received = f"{valid_on.isoformat()}T09:14:03.215000Z"
+    identity = {"id": "0b6f8a3e-5c2d-4e71-9a3b-2f4c6d8e1a57", "reference": "PIR-7K3M-Q9XD"}
+    status = {
+        **identity,
+        "status": "awaiting_triage",
+        "outcome": decision["outcome"],
+        "priority": decision["priority"],
+        "provisional": True,
+        "safeguarding_alert": decision["safeguarding_alert"],
+    }
+    referral = {
+        **identity,
+        "organisation": "RX1",
+        "status": "awaiting_triage",
+        "received_at": received,
+        "updated_at": received,
+        **body.model_dump(mode="json"),
+        "decision": decision,
+    }
+    summary = {**status, "organisation": "RX1", "received_at": received, "updated_at": received}
+    return {
+        "referrals-create": referral,
+        "referrals-get": referral,
+        "referrals-status": {
+            **status,
+            "next_steps": decision["next_steps"],
+            "signposts": decision["signposts"],
+            "updated_at": received,
+        },
+        "referrals-list": {"items": [summary], "next_cursor": None},
+        "eligibility-check": decision,
+        "pathway-get": ruleset.describe(),
+        "health-live": {"status": "ok"},
+    }

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
 from api.deps import ServicesDep
+from api.schemas.health import Liveness
 from service.core import metrics
 from service.core.health import readiness
 
@@ -15,10 +16,10 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/health/live", operation_id="health-live", summary="Is the process up")
-async def live() -> dict[str, str]:
+async def live() -> Liveness:
     """Answers while the process runs; never touches the database, so an outage of the
     database does not get healthy replicas restarted."""
-    return {"status": "ok"}
+    return Liveness(status="ok")
 
 
 @router.get(

@@ -17,6 +17,7 @@ from eligibility import CriterionResult, Outcome, Priority, Urgency
 from service.referrals.statuses import ReferralStatus
 
 __all__ = [
+    "CODE_LIST_MARK",
     "CaregiverRelationship",
     "ConcernCode",
     "CriterionResult",
@@ -68,13 +69,13 @@ class ServiceInvolved(StrEnum):
 
 
 # The code lists belong to the active ruleset, not to the code: api.openapi_custom writes the
-# `ConcernCode` and `RiskFactorCode` components (the ruleset's enums) that these point to, and
-# the service refuses an unknown code with a 422 naming it.
-_CONCERN_CODE = {"$ref": "#/components/schemas/ConcernCode"}
-_RISK_FACTOR_CODE = {"$ref": "#/components/schemas/RiskFactorCode"}
-ConcernCode = Annotated[Code, WithJsonSchema(_CONCERN_CODE)]
-RiskFactorCode = Annotated[Code, WithJsonSchema(_RISK_FACTOR_CODE)]
+# `ConcernCode` and `RiskFactorCode` components (the ruleset's enums) and points every schema
+# marked here at them (pydantic cannot emit a $ref to a component it does not define). The
+# service refuses an unknown code with a 422 naming it.
+CODE_LIST_MARK = "x-ruleset-code-list"
+ConcernCode = Annotated[Code, WithJsonSchema({CODE_LIST_MARK: "ConcernCode"})]
+RiskFactorCode = Annotated[Code, WithJsonSchema({CODE_LIST_MARK: "RiskFactorCode"})]
 # The same components on responses, but read as plain strings: a stored referral is served
 # whatever codes it was accepted with.
-StoredConcernCode = Annotated[str, WithJsonSchema(_CONCERN_CODE)]
-StoredRiskFactorCode = Annotated[str, WithJsonSchema(_RISK_FACTOR_CODE)]
+StoredConcernCode = Annotated[str, WithJsonSchema({CODE_LIST_MARK: "ConcernCode"})]
+StoredRiskFactorCode = Annotated[str, WithJsonSchema({CODE_LIST_MARK: "RiskFactorCode"})]

@@ -246,3 +246,107 @@ def test_readiness_documents_both_answers() -> None:
         content = operation["responses"][status]["content"]["application/json"]
         assert content["schema"] == {"$ref": "#/components/schemas/Readiness"}
     assert operation["responses"]["503"]["headers"]["Retry-After"]["required"] is True
+
+
+REQUEST_SCHEMAS = ("ReferralCreate", "Referrer", "Infant", "Caregiver", "Concerns", "Consent")
+
+
+def _bounded(schema: dict[str, Any]) -> bool:
+    kind = schema.get("type")
+    if "$ref" in schema or "enum" in schema or "const" in schema:
+        return True
+    if kind == "string":
+        return "maxLength" in schema or "format" in schema
+    if kind == "array":
+        return "maxItems" in schema and _bounded(schema["items"])
+    if kind == "integer":
+        return "maximum" in schema
+    return kind in ("boolean", "null")
+
+
+@pytest.mark.parametrize("name", REQUEST_SCHEMAS)
+def test_every_request_field_is_bounded(name: str) -> None:
+    """What Spectral's OWASP size rules ask, on requests (where they are switched off for the
+    responses' sake: tests/contract/clients/spectral.yaml)."""
+    properties = DOCUMENT["components"]["schemas"][name]["properties"]
+    unbounded = [
+        field
+        for field, schema in properties.items()
+        if not all(_bounded(branch) for branch in schema.get("anyOf", [schema]))
+    ]
+    assert not unbounded, unbounded
+
+
+def test_servers_contact_license_and_declared_tags() -> None:
+    info = DOCUMENT["info"]
+    assert {"name", "url", "email"} <= set(info["contact"])
+    assert info["license"]["name"]
+    assert DOCUMENT["servers"] and all(s["url"].startswith("https://") for s in DOCUMENT["servers"])
+    declared = {tag["name"]: tag.get("description", "") for tag in DOCUMENT["tags"]}
+    assert all(declared.values()), declared
+    used = {tag for _, _, op in OPERATIONS.values() for tag in op.get("tags", [])}
+    assert used == set(declared)
+
+
+@pytest.mark.parametrize("operation_id", sorted(OPERATIONS))
+def test_security_is_explicit_and_failures_are_documented(operation_id: str) -> None:
+    path, _, operation = OPERATIONS[operation_id]
+    assert "security" in operation
+    if operation_id not in REQUIRED_SCOPES:
+        assert operation["security"] == []
+    documented = operation["responses"]
+    statuses = ("429", "500") if path.startswith("/v1/") else ("500",)
+    for status in statuses:
+        assert documented[status]["content"] == {"application/problem+json": {"schema": PROBLEM}}
+    if path.startswith("/v1/"):
+        assert documented["429"]["headers"]["Retry-After"]["required"] is True
+
+
+def test_idempotency_key_text_says_how_long_keys_are_kept() -> None:
+    from service.core.settings import Settings
+
+    hours = Settings.model_fields["idempotency_ttl_hours"].default
+    _, _, operation = OPERATIONS["referrals-create"]
+    (key,) = [p for p in operation["parameters"] if p.get("name") == "Idempotency-Key"]
+    assert f"{hours} hours" in key["description"]
+    assert "24 hours" not in key["description"]
+
+
+def test_pathway_and_liveness_have_real_schemas() -> None:
+    schemas = DOCUMENT["components"]["schemas"]
+    for operation_id, name in (("pathway-get", "Pathway"), ("health-live", "Liveness")):
+        _, _, operation = OPERATIONS[operation_id]
+        content = operation["responses"]["200"]["content"]["application/json"]
+        assert content["schema"] == {"$ref": f"#/components/schemas/{name}"}
+    codes = schemas["CodeLists"]["properties"]
+    entry = codes["relationship_concerns"]["items"]["$ref"].rsplit("/", 1)[-1]
+    assert schemas[entry]["properties"]["code"] == {"$ref": "#/components/schemas/ConcernCode"}
+    risk = codes["severe_risk_factors"]["items"]["$ref"].rsplit("/", 1)[-1]
+    assert schemas[risk]["properties"]["code"] == {"$ref": "#/components/schemas/RiskFactorCode"}
+
+
+EXAMPLE_MODELS = {
+    "referrals-create": "ReferralPublic",
+    "referrals-get": "ReferralPublic",
+    "referrals-status": "ReferralStatusPublic",
+    "referrals-list": "ReferralsPage",
+    "eligibility-check": "Decision",
+}
+
+
+@pytest.mark.parametrize("operation_id", sorted(EXAMPLE_MODELS))
+def test_response_examples_are_real_values(operation_id: str) -> None:
+    """Examples are what the service would send: they fit the response model, and personal
+    identifiers in them are valid (an NHS number passing Modulus 11, a real postcode shape)."""
+    from api.schemas import referrals_public
+    from service.referrals.validation import normalise_nhs_number, normalise_postcode
+
+    _, _, operation = OPERATIONS[operation_id]
+    success = next(s for s in operation["responses"] if s.startswith("2"))
+    example = operation["responses"][success]["content"]["application/json"]["example"]
+    model = getattr(referrals_public, EXAMPLE_MODELS[operation_id])
+    assert model.model_validate(example).model_dump(mode="json") == example
+    if model is referrals_public.ReferralPublic:
+        assert normalise_nhs_number(example["infant"]["nhs_number"]) == "9434765919"
+        assert normalise_postcode(example["postcode"]) == example["postcode"]
+        assert example["decision"]["ruleset"]["sha256"] == default_ruleset().sha256

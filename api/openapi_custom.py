@@ -169,7 +169,7 @@ def _security_scheme(components: dict[str, Any]) -> None:
         "A JWT from your identity provider, signed with RS256 or ES256, with `iss`, `aud`, `exp`, "
         "`sub`, `org` (your organisation code) and `scope` (space-separated: "
         "`referrals:submit`, `referrals:read`, `referrals:triage`, `audit:read`, "
-        "`audit:read_all`). Verified as RFC 8725 (JWT best current practices) asks: an "
+        "`audit:read_all`). Verified as RFC8725 (JWT best current practices) asks: an "
         "allow-list of algorithms (never `none`, never HS256 with a public key), the issuer "
         "and audience checked, `exp` and `iat` required, a maximum lifetime."
     )
@@ -211,10 +211,11 @@ def _idempotency_key(operation: dict[str, Any]) -> None:
     for parameter in operation.get("parameters", []):
         if parameter.get("name") == "Idempotency-Key":
             parameter["description"] = (
-                "Your key for this submission (1 to 255 printable ASCII characters, e.g. a "
-                "UUID). The same key with the same body returns the original referral again "
-                "(201, `Idempotent-Replayed: true`); with another body, 422; while the first is "
-                f"in flight, 409. Keys are kept for {hours} hours by default "
+                "Your key for this request (1 to 255 printable ASCII characters, e.g. a "
+                "UUID). The same key with the same body returns the first response again "
+                "(with `Idempotent-Replayed: true`), even if the referral has moved since; "
+                "with another body, 422; while the first is in flight, 409. Keys are kept "
+                f"for {hours} hours by default "
                 "(`REFERRAL_IDEMPOTENCY_TTL_HOURS`, never less than 24)."
             )
 

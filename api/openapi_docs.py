@@ -265,22 +265,96 @@ def response_examples(ruleset: Ruleset, valid_on: date) -> dict[str, Any]:
         **identity,
         "organisation": "RX1",
         "status": "awaiting_triage",
+        "version": 1,
+        "provisional": True,
+        "available_actions": ["withdraw"],  # as the referrer sees it
         "received_at": received,
         "updated_at": received,
+        "triage": None,
+        "withdrawal": None,
+        "closure": None,
+        "possible_duplicates": [],
         **body.model_dump(mode="json"),
         "decision": decision,
     }
-    summary = {**status, "organisation": "RX1", "received_at": received, "updated_at": received}
+    summary = {
+        **status,
+        "organisation": "RX1",
+        "version": 1,
+        "waiting_days": 0,
+        "received_at": received,
+        "updated_at": received,
+    }
+    decided = f"{valid_on.isoformat()}T11:02:47.530000Z"
+    triaged = {
+        **referral,
+        "status": "accepted",
+        "version": 2,
+        "provisional": False,
+        "available_actions": ["withdraw", "close"],  # as the team sees it
+        "updated_at": decided,
+        "triage": {
+            "outcome": decision["outcome"],
+            "priority": decision["priority"],
+            "decided_at": decided,
+            "decided_by": {"sub": "clinician-7f3a", "org": "PIT01"},
+            "agrees_with_rules": True,
+            "reason": None,
+            "signposts": [],
+        },
+    }
+    moved = {"at": decided, "by": {"sub": "hv-system", "org": "RX1"}}
+    withdrawn = {
+        **referral,
+        "status": "withdrawn",
+        "version": 2,
+        "available_actions": [],
+        "updated_at": decided,
+        "withdrawal": {**moved, "reason": {"code": "referred_elsewhere", "comment": None}},
+    }
+    closed = {
+        **triaged,
+        "status": "closed",
+        "version": 3,
+        "available_actions": [],
+        "closure": {
+            "at": decided,
+            "by": {"sub": "clinician-7f3a", "org": "PIT01"},
+            "reason": {"code": "intervention_completed", "comment": None},
+        },
+    }
     return {
         "referrals-create": referral,
         "referrals-get": referral,
         "referrals-status": {
             **status,
+            "version": 1,
+            "available_actions": ["withdraw"],
+            "triaged_at": None,
             "next_steps": decision["next_steps"],
             "signposts": decision["signposts"],
             "updated_at": received,
         },
         "referrals-list": {"items": [summary], "next_cursor": None},
+        "referrals-triage": triaged,
+        "referrals-withdraw": withdrawn,
+        "referrals-close": closed,
+        "referrals-history": [
+            {
+                "status": "awaiting_triage",
+                "action": "intake",
+                "at": received,
+                "by_org": "RX1",
+                "reason_code": None,
+            },
+            {
+                "status": "accepted",
+                "action": "triage",
+                "at": decided,
+                "by_org": "PIT01",
+                "reason_code": None,
+            },
+        ],
         "eligibility-check": decision,
         "pathway-get": ruleset.describe(),
         "health-live": {"status": "ok"},

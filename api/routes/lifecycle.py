@@ -7,7 +7,7 @@ import uuid
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Response
+from fastapi import APIRouter, Body, Header, Response
 
 from api.deps import (
     JSON_BODY_ONLY,
@@ -37,6 +37,49 @@ from service.core.context import RequestContext
 from service.core.unit_of_work import after_commit
 from service.referrals import lifecycle, queries
 from service.referrals.statuses import Action
+
+TRIAGE_EXAMPLES = Body(
+    openapi_examples={
+        "confirm": {
+            "summary": "Confirm the rules' outcome and priority",
+            "value": {"outcome": "step_up"},
+        },
+        "override": {
+            "summary": "Override: step down, with a reason",
+            "value": {
+                "outcome": "step_down",
+                "reason": {
+                    "code": "additional_information",
+                    "comment": "Health visitor called: support at home since referral.",
+                },
+            },
+        },
+        "signpost": {
+            "summary": "Signpost to services of the ruleset's directory",
+            "value": {
+                "outcome": "signpost",
+                "reason": {"code": "clinical_judgement"},
+                "signposts": ["perinatal_mental_health", "health_visiting"],
+            },
+        },
+    }
+)
+WITHDRAW_EXAMPLES = Body(
+    openapi_examples={
+        "referred_elsewhere": {
+            "summary": "Referred elsewhere",
+            "value": {"reason": {"code": "referred_elsewhere"}},
+        }
+    }
+)
+CLOSE_EXAMPLES = Body(
+    openapi_examples={
+        "completed": {
+            "summary": "Intervention completed",
+            "value": {"reason": {"code": "intervention_completed"}},
+        }
+    }
+)
 
 router = APIRouter(prefix="/v1/referrals", tags=["lifecycle"], route_class=StrictJsonRoute)
 
@@ -129,7 +172,7 @@ _ACTION_RESPONSES = responses(200, 400, 401, 403, 404, 409, 412, 413, 415, 422, 
 )
 async def triage_referral(
     referral_id: uuid.UUID,
-    body: TriageCreate,
+    body: Annotated[TriageCreate, TRIAGE_EXAMPLES],
     ctx: CanTriage,
     db: SessionDep,
     now: ClockDep,
@@ -172,7 +215,7 @@ async def triage_referral(
 )
 async def withdraw_referral(
     referral_id: uuid.UUID,
-    body: WithdrawCreate,
+    body: Annotated[WithdrawCreate, WITHDRAW_EXAMPLES],
     ctx: CanSubmitOrTriage,
     db: SessionDep,
     now: ClockDep,
@@ -207,7 +250,7 @@ async def withdraw_referral(
 )
 async def close_referral(
     referral_id: uuid.UUID,
-    body: CloseCreate,
+    body: Annotated[CloseCreate, CLOSE_EXAMPLES],
     ctx: CanTriage,
     db: SessionDep,
     now: ClockDep,

@@ -41,6 +41,7 @@ class TriageCreate(RequestModel):
         default_factory=list,
         max_length=20,
         description="Service ids from the ruleset's directory: required for `signpost`.",
+        json_schema_extra={"uniqueItems": True},
     )
 
     @field_validator("signposts")
@@ -63,12 +64,16 @@ class CloseCreate(RequestModel):
     reason: ReasonCreate
 
 
-class Reason(ResponseModel):
+class MoveReason(ResponseModel):
+    """A move's reason: a code of the ruleset and, maybe, a comment (personal data)."""
+
     code: str
     comment: str | None = None
 
 
-class Actor(ResponseModel):
+class ActedBy(ResponseModel):
+    """Who made a move: the client or clinician (`sub`) and their organisation."""
+
     sub: str
     org: str
 
@@ -79,9 +84,9 @@ class TriagePublic(ResponseModel):
     outcome: Outcome
     priority: Priority
     decided_at: datetime
-    decided_by: Actor
+    decided_by: ActedBy
     agrees_with_rules: bool
-    reason: Reason | None = None
+    reason: MoveReason | None = None
     signposts: list[dict[str, str | None]] = Field(default_factory=list)
 
 
@@ -89,8 +94,8 @@ class MovePublic(ResponseModel):
     """A withdrawal or closure: when, by whom, and why."""
 
     at: datetime
-    by: Actor
-    reason: Reason | None = None
+    by: ActedBy
+    reason: MoveReason | None = None
 
 
 class HistoryEntry(ResponseModel):

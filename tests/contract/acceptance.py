@@ -10,7 +10,11 @@ repaired before it is sent, and only in these ways (each a rule the document sta
 - a list `cursor` (referrals or audit events) must be one the service issued (it is opaque):
   positive cases drop it;
 - an `Idempotency-Key` reused with a different body is refused (422, as documented): positive
-  cases get a fresh key each, so two generated bodies never share one by chance.
+  cases get a fresh key each, so two generated bodies never share one by chance;
+- the moves (triage, withdraw, close) take reason codes and signposting services of the
+  ruleset, and a triage that differs from the rules' decision needs a reason (which depends on
+  the referral, not on the body): positive cases get a reason code of the ruleset for their
+  move, always a reason for triage, and a known service exactly when the outcome is signpost.
 
 Negative cases are never touched: they must still be refused.
 """
@@ -25,6 +29,7 @@ from zoneinfo import ZoneInfo
 
 from schemathesis import Case, GenerationMode
 
+from eligibility import default_ruleset
 from service.referrals.validation import (
     DUE_DATE_FUTURE_DAYS,
     DUE_DATE_PAST_DAYS,
@@ -36,6 +41,13 @@ VALID_NHS_NUMBER = "9434765919"
 VALID_POSTCODE = "OX4 1AA"
 REFERRAL_BODY_OPERATIONS = frozenset({"referrals-create", "eligibility-check"})
 CURSOR_OPERATIONS = frozenset({"referrals-list", "audit-events-list"})
+_RULESET = default_ruleset()
+MOVE_REASONS = {
+    "referrals-triage": _RULESET.lifecycle_reasons["triage"][0],
+    "referrals-withdraw": _RULESET.lifecycle_reasons["withdraw"][0],
+    "referrals-close": _RULESET.lifecycle_reasons["close"][0],
+}
+A_SERVICE = _RULESET.services[0].id
 
 
 def london_today() -> date:
@@ -59,7 +71,18 @@ def make_acceptable(case: Case, today: date) -> Case:
     if operation_id in REFERRAL_BODY_OPERATIONS and isinstance(case.body, dict):
         as_of = _as_of(case) or today
         _repair_referral(case.body, as_of)
+    if operation_id in MOVE_REASONS and isinstance(case.body, dict):
+        _repair_move(operation_id, case.body)
     return case
+
+
+def _repair_move(operation_id: str, body: dict[str, Any]) -> None:
+    reason = body.get("reason")
+    if isinstance(reason, dict) or operation_id == "referrals-triage":
+        body["reason"] = {**(reason if isinstance(reason, dict) else {}), "code": ""}
+        body["reason"]["code"] = MOVE_REASONS[operation_id]
+    if operation_id == "referrals-triage":
+        body["signposts"] = [A_SERVICE] if body.get("outcome") == "signpost" else []
 
 
 def _as_of(case: Case) -> date | None:

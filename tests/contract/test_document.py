@@ -331,6 +331,9 @@ EXAMPLE_MODELS = {
     "referrals-status": "ReferralStatusPublic",
     "referrals-list": "ReferralsPage",
     "eligibility-check": "Decision",
+    "referrals-triage": "ReferralPublic",
+    "referrals-withdraw": "ReferralPublic",
+    "referrals-close": "ReferralPublic",
 }
 
 

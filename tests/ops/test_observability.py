@@ -129,3 +129,16 @@ async def test_logs_carry_request_facts_and_no_personal_data(
     )
     everything = "\n".join(lines)
     assert not [p for p in PERSONAL if p in everything]
+
+
+@pytest.mark.parametrize("path", ["/openapi.json", "/docs", "/redoc"])
+async def test_the_contract_and_docs_are_counted_by_their_own_route(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    named = {"route": path, "method": "GET", "status": "200"}
+    unmatched = {"route": "unmatched", "method": "GET", "status": "200"}
+    before = sample("referral_http_requests_total", **named)
+    before_unmatched = sample("referral_http_requests_total", **unmatched)
+    assert (await client.get(path)).status_code == 200
+    assert sample("referral_http_requests_total", **named) == before + 1
+    assert sample("referral_http_requests_total", **unmatched) == before_unmatched

@@ -173,3 +173,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say plainly when PostgreSQL was not under test: a green SQLite-only run is half a run."""
+    if postgres_url() is None:
+        terminalreporter.write_line(
+            "PostgreSQL was NOT tested: set REFERRAL_TEST_DATABASE_URL (as bash .ci/run does) "
+            "to run every database test on PostgreSQL too.",
+            yellow=True,
+            bold=True,
+        )

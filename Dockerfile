@@ -27,11 +27,11 @@ RUN python -m venv --without-pip /opt/venv
 
 WORKDIR /src
 # README.md* so the build works before and after the README exists (pyproject names it).
+# bench/ is not copied: the load benchmark is no part of the image.
 COPY pyproject.toml README.md* ./
 COPY api ./api
 COPY service ./service
 COPY eligibility ./eligibility
-COPY bench ./bench
 # Smoke check: the console script's module imports with the installed dependencies.
 RUN python -m pip --python /opt/venv/bin/python install --no-cache-dir . \
     && /opt/venv/bin/python -c "import service.cli"

@@ -18,7 +18,8 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 
 # Every dependency ships a manylinux wheel for CPython 3.11 on amd64 and arm64, so no compiler
-# is installed. If a new platform ever needs one, install it here, in the builder only.
+# is installed (--only-binary makes that a rule, not a hope). If a new platform ever needs one,
+# install it here, in the builder only.
 #
 # The virtualenv is made without pip; the base image's pip installs into it (--python), so the
 # runtime image carries no installer. A regular (non-editable) install puts the application in
@@ -26,14 +27,26 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 RUN python -m venv --without-pip /opt/venv
 
 WORKDIR /src
+# The dependencies first, exactly as locked: every file is checked against requirements.lock's
+# sha256 hashes (`make lock` regenerates it; it holds the hashes of every platform's wheels).
+# Its own layer, so a code change does not reinstall them.
+COPY requirements.lock ./
+RUN python -m pip --python /opt/venv/bin/python install --no-cache-dir \
+    --require-hashes --only-binary=:all: -r requirements.lock
+
+# Then the project itself, built from the copied source (so it has no hash to check), with
+# --no-deps: everything it needs is already installed, so nothing unlocked comes in. Only its
+# build backend (setuptools, in pip's throwaway build environment) is not locked; it never
+# reaches the image. `pip check` fails the build if the lock lacks a dependency of the project.
 # README.md* so the build works before and after the README exists (pyproject names it).
+# bench/ is not copied: the load benchmark is no part of the image.
 COPY pyproject.toml README.md* ./
 COPY api ./api
 COPY service ./service
 COPY eligibility ./eligibility
-COPY bench ./bench
 # Smoke check: the console script's module imports with the installed dependencies.
-RUN python -m pip --python /opt/venv/bin/python install --no-cache-dir . \
+RUN python -m pip --python /opt/venv/bin/python install --no-cache-dir --no-deps . \
+    && python -m pip --python /opt/venv/bin/python check \
     && /opt/venv/bin/python -c "import service.cli"
 
 

@@ -3,16 +3,36 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 URL ?= http://127.0.0.1:8000
 TOKEN ?=
 
-.PHONY: run test lint typecheck openapi openapi-check contract bench clean
+# How .venv is set up (once, and again whenever pyproject.toml or a lock file changes):
+#   default   pip resolves pyproject.toml's ranges, newest releases first; no lock is needed.
+#             This is what `make run` and a newcomer's `make test` do.
+#   LOCKED=1  exactly requirements-dev.lock, every file checked against its sha256 hashes
+#             (--require-hashes), then the project itself, editable, with --no-deps and
+#             --no-build-isolation (its build backend, setuptools and wheel, is in that lock
+#             too), so nothing unlocked is installed. CI sets it (.ci/run); `make test LOCKED=1`
+#             runs the tests with CI's exact versions. pip is not upgraded in this mode.
+# requirements.lock (runtime only) is what the Docker image installs; `make lock` regenerates
+# both from pyproject.toml.
+LOCKED ?=
+LOCKS := $(wildcard requirements.lock requirements-dev.lock)
+STAMP := $(VENV)/.installed-$(if $(LOCKED),locked-)$(shell cat pyproject.toml $(LOCKS) | cksum | cut -d' ' -f1)
 
-$(STAMP): pyproject.toml
+.PHONY: venv run test lint typecheck lock openapi openapi-check contract bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml $(LOCKS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+ifeq ($(LOCKED),)
 	@$(BIN)/python -m pip install --quiet --upgrade pip
 	@$(BIN)/python -m pip install --quiet -e '.[dev]'
+else
+	@$(BIN)/python -m pip install --quiet --require-hashes -r requirements-dev.lock
+	@$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+endif
 	@rm -f $(VENV)/.installed-* && touch $@
 
 # The contract tests' npm tools (Spectral, openapi-typescript, tsc), exactly as locked; installed
@@ -67,6 +87,32 @@ contract: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# Regenerate requirements.lock (runtime) and requirements-dev.lock (runtime + dev extra + build
+# backend) with sha256 hashes of every published file of each pinned release, so the same
+# locks install on amd64 and arm64. Run it after changing a dependency in pyproject.toml, and
+# commit both files. Existing pins are kept where they still fit; `make lock UPGRADE=1` moves
+# everything to the newest releases. The dev lock is constrained by the runtime lock, so the
+# image and CI run the same runtime versions. pip-tools runs from a throwaway virtualenv, and
+# this machine's pip configuration (local wheel folders, extra indexes) is ignored, so the
+# hashes are the index's own. The locks are for Python 3.11 on Linux, the image's Python.
+LOCK_TOOLS := pip==26.3 pip-tools==7.6.2
+LOCK_ENV := env -u PIP_FIND_LINKS -u PIP_EXTRA_INDEX_URL PIP_CONFIG_FILE=/dev/null \
+	CUSTOM_COMPILE_COMMAND="make lock"
+LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url \
+	--no-emit-find-links $(if $(UPGRADE),--upgrade)
+
+lock:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
+		|| { echo "make lock: the locks are for Python 3.11: make lock PYTHON=python3.11"; exit 2; }
+	@tools="$$(mktemp -d)" && trap 'rm -rf "$$tools"' EXIT \
+		&& $(PYTHON) -m venv "$$tools" \
+		&& $(LOCK_ENV) "$$tools/bin/python" -m pip install --quiet $(LOCK_TOOLS) \
+		&& $(LOCK_ENV) "$$tools/bin/pip-compile" $(LOCK_FLAGS) \
+			--output-file requirements.lock pyproject.toml \
+		&& $(LOCK_ENV) "$$tools/bin/pip-compile" $(LOCK_FLAGS) --extra dev \
+			--build-deps-for editable --constraint requirements.lock \
+			--output-file requirements-dev.lock pyproject.toml
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis .benchmarks

@@ -275,12 +275,16 @@ def test_final_stage_copies_only_the_built_venv() -> None:
         assert destination.rstrip("/") == venv_path()
 
 
+def pip_installs(stage: Stage) -> list[list[str]]:
+    return [c for c in run_commands(stage) if "pip" in c and "install" in c]
+
+
 def test_builder_installs_the_project_non_editably() -> None:
-    installs = [c for c in run_commands(builder()) if "pip" in c and "install" in c]
+    installs = pip_installs(builder())
     assert installs, "the builder stage installs nothing with pip"
     for command in installs:
         assert "-e" not in command and "--editable" not in command, command
-        assert "." in command or any(t.endswith(".whl") for t in command), command
+    assert any("." in c or any(t.endswith(".whl") for t in c) for c in installs), installs
 
 
 def test_builder_copies_every_package_and_nothing_else() -> None:
@@ -294,8 +298,10 @@ def test_builder_copies_every_package_and_nothing_else() -> None:
         assert "from" not in flags
         copied.update(PurePosixPath(source).parts[0].rstrip("*") for source in sources)
     assert packages, "no packages found from pyproject.toml"
-    assert packages | {"pyproject.toml"} <= copied, sorted(packages - copied)
-    assert not copied - packages - {"pyproject.toml", "README.md"}, sorted(copied)
+    assert packages | {"pyproject.toml", "requirements.lock"} <= copied, sorted(packages - copied)
+    assert not copied - packages - {"pyproject.toml", "README.md", "requirements.lock"}, sorted(
+        copied
+    )
 
 
 # --- tests: healthcheck ---------------------------------------------------------------------
@@ -389,6 +395,8 @@ def test_healthcheck_fails_when_nothing_listens() -> None:
         ".env",
         "referral_service.egg-info/PKG-INFO",
         "openapi/openapi.json",
+        "bench/run.py",
+        "requirements-dev.lock",
     ],
 )
 def test_dockerignore_keeps_out(path: str) -> None:
@@ -404,7 +412,7 @@ def test_dockerignore_keeps_out(path: str) -> None:
         "service/settings.py",
         "service/migrations/versions/0001_initial.py",
         "eligibility/rulesets/default.toml",
-        "bench/run.py",
+        "requirements.lock",
     ],
 )
 def test_dockerignore_lets_in(path: str) -> None:

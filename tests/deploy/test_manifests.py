@@ -13,12 +13,15 @@ import pytest
 import yaml
 
 from service.core.settings import DatabaseSslMode, Settings
+from tests.deploy.test_dockerfile import healthcheck_argv
 from tests.ops.certificates import write_self_signed_ca
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 K8S = DEPLOY / "k8s"
 COMPOSE = DEPLOY / "docker-compose.yml"
+# Opt-in override that publishes PostgreSQL on the host (not in the default stack).
+COMPOSE_POSTGRES_PORT = DEPLOY / "docker-compose.postgres-port.yml"
 DEV_KEYS = DEPLOY / "dev-keys"  # git-ignored: real local keys may live there
 
 APP_NAME = "referral-service"
@@ -641,13 +644,31 @@ def test_compose_app_containers_are_locked_down(name: str) -> None:
     assert str(service["user"]).split(":")[0] == str(APP_UID)
 
 
-def test_compose_api_publishes_the_port_and_checks_readiness() -> None:
+def test_compose_api_publishes_the_port_on_loopback_only() -> None:
     api = compose_service("api")
     assert any(str(p).rsplit(":", 1)[-1] == str(APP_PORT) for p in api["ports"])
-    check = api["healthcheck"]
+    for name, service in compose()["services"].items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+
+
+def test_compose_api_healthcheck_is_the_images_healthcheck() -> None:
+    # The same command, so compose and a bare `docker run` agree on what healthy means, and
+    # both ignore HTTP(S)_PROXY (test_dockerfile.py runs the command against a dead proxy).
+    check = compose_service("api")["healthcheck"]
+    assert not check.get("disable")
     assert check["test"][0] == "CMD"
-    assert f"127.0.0.1:{APP_PORT}/health/ready" in " ".join(check["test"])
-    assert "curl" not in check["test"] and "wget" not in check["test"]
+    assert check["test"][1:] == healthcheck_argv()
+
+
+def test_compose_does_not_publish_postgres_unless_asked() -> None:
+    # 127.0.0.1:5432 on the host is usually a local PostgreSQL already: publishing it by default
+    # made `up` fail there. The override file publishes it, on loopback, when wanted.
+    assert "ports" not in compose_service("postgres")
+    (override,) = load_documents(COMPOSE_POSTGRES_PORT)
+    assert set(override["services"]) == {"postgres"}
+    (port,) = override["services"]["postgres"]["ports"]
+    assert re.fullmatch(r"127\.0\.0\.1:(\d+|\$\{POSTGRES_HOST_PORT:-\d+\}):5432", str(port)), port
 
 
 @pytest.mark.parametrize("name", ["api", "migrate"])

@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from service.models import AUDIT_EVENTS
 from tests.conftest import PARTNER_SCOPES
 from tests.factories import make_referral_body
-from tests.service.test_audit_chain import tamper
+from tests.service.audit.test_audit_chain import tamper
 
 Auth = Callable[..., dict[str, str]]
 GENESIS = "0" * 64

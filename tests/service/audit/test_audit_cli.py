@@ -17,7 +17,7 @@ from service.cli import main
 from service.models import AUDIT_CHAIN_HEADS, AUDIT_EVENTS
 from tests.conftest import ALL_SCOPES
 from tests.factories import make_referral_body
-from tests.service.test_audit_chain import tamper
+from tests.service.audit.test_audit_chain import tamper
 
 
 @pytest.fixture

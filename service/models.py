@@ -112,7 +112,7 @@ class AuditEvent(SQLModel, table=True):
     chain_seq: int
     occurred_at: datetime = Field(sa_column=utc_column())
     actor_sub: str = Field(max_length=255)
-    actor_org: str = Field(max_length=16)
+    actor_org: str = Field(max_length=16, index=True)  # the organisation view of the trail
     action: str = Field(max_length=64, index=True)
     resource_type: str = Field(max_length=32)
     resource_id: str | None = Field(default=None, max_length=64, index=True)

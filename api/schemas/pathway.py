@@ -93,6 +93,25 @@ class GlossaryEntry(ResponseModel):
     meaning: str
 
 
+class ReasonCodeEntry(ResponseModel):
+    code: str
+    label: str
+
+
+class LifecycleReasonCodes(ResponseModel):
+    """The reason codes each move takes (lifecycle.md); an unknown code is 422."""
+
+    triage: list[ReasonCodeEntry] = Field(
+        description="For a triage that differs from the rules' decision (an override)."
+    )
+    withdraw: list[ReasonCodeEntry]
+    close: list[ReasonCodeEntry]
+
+
+class LifecycleRules(ResponseModel):
+    reason_codes: LifecycleReasonCodes
+
+
 class Pathway(ResponseModel):
     """The active ruleset: what the rules are, and every code and word they use."""
 
@@ -111,5 +130,6 @@ class Pathway(ResponseModel):
     safeguarding_alert: SafeguardingAlertRule
     reasons: list[ReasonDescription]
     signposting: list[Signpost]
+    lifecycle: LifecycleRules
     next_steps: NextSteps
     glossary: list[GlossaryEntry]

@@ -159,3 +159,38 @@ async def test_every_move_is_audited_with_from_to_reason_and_version(
         "priority": referral["decision"]["priority"],
         "agrees_with_rules": True,
     }
+
+
+async def test_moves_and_agreement_with_the_rules_are_counted(
+    client: httpx.AsyncClient, auth: Any
+) -> None:
+    from prometheus_client import REGISTRY
+
+    def count(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    accepted = {"action": "triage", "from_status": "awaiting_triage", "to_status": "accepted"}
+    agree = {"rules_outcome": "step_up", "outcome": "step_up", "agreement": "agree"}
+    override = {"rules_outcome": "step_up", "outcome": "step_down", "agreement": "override"}
+    before = (
+        count("referral_moves_total", **accepted),
+        count("referral_triage_decisions_total", **agree),
+        count("referral_triage_decisions_total", **override),
+    )
+    one, two = await submit(client, auth), await submit(client, auth)
+    await moved(client, auth, one["id"], "triage", {"outcome": "step_up"}, 1)
+    await moved(
+        client,
+        auth,
+        two["id"],
+        "triage",
+        {"outcome": "step_down", "reason": {"code": "clinical_judgement"}},
+        1,
+    )
+    stale = await act(client, auth, one["id"], "close", {"reason": {"code": "other"}}, version=1)
+    assert stale.status_code == 412  # a refusal moves nothing and counts nothing
+    assert (
+        count("referral_moves_total", **accepted),
+        count("referral_triage_decisions_total", **agree),
+        count("referral_triage_decisions_total", **override),
+    ) == (before[0] + 1, before[1] + 1, before[2] + 1)

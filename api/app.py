@@ -14,6 +14,7 @@ from api import docs, problems
 from api.deps import Services
 from api.middleware import RequestContextMiddleware
 from api.openapi_custom import customise
+from api.rate_limit import RateLimitMiddleware
 from api.routes import audit, eligibility, health, lifecycle, pathway, referrals
 from eligibility import Ruleset, default_ruleset, load_ruleset
 from service.audit.anchor import log_head_forever
@@ -21,6 +22,7 @@ from service.auth.tokens import TokenVerifier
 from service.core import metrics, migrate
 from service.core.database import create_engine, is_sqlite, make_sessionmaker
 from service.core.logs import configure_logging
+from service.core.rate_limits import RateLimits
 from service.core.settings import Settings, get_settings
 
 API_VERSION = "1.0.0"
@@ -88,7 +90,10 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         openapi_url=None,
     )
     app.state.services = services
+    app.state.rate_limits = RateLimits(settings)
     problems.install(app)
+    # Added first, so it runs inside RequestContextMiddleware: its 429s carry the request id.
+    app.add_middleware(RateLimitMiddleware)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     app.include_router(referrals.router)
     app.include_router(lifecycle.router)

@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.exceptions import HTTPException
 
+from api.rate_limit import limit_organisation
 from eligibility import Ruleset
 from service.audit.refusals import record_refusal
 from service.auth.scopes import (
@@ -106,6 +107,8 @@ async def caller(
         raise Unauthenticated(f"The bearer token was refused: {exc.reason}.") from None
     ctx = RequestContext(caller=verified, request_id=str(request.state.request_id))
     request.state.ctx = ctx
+    # After ctx is set: a verified caller counts against its organisation, not its address.
+    await limit_organisation(request, verified.org)
     return ctx
 
 

@@ -14,6 +14,7 @@ from api.openapi_docs import (
     CONTACT,
     LICENSE,
     PROBLEM_COMPONENT,
+    RATE_LIMIT_HEADERS,
     REQUEST_ID_HEADER,
     SERVERS,
     TAGS,
@@ -193,6 +194,11 @@ def _always_documented(path: str, operation: dict[str, Any]) -> None:
     documented = operation.setdefault("responses", {})
     if path.startswith("/v1/"):
         documented.setdefault("429", responses(429)[429])
+        # Sent on the limited routes' answers too (api/rate_limit.py), so a client can slow
+        # down before it is refused. Not required: a 413 refused before routing has none.
+        for status, response in documented.items():
+            if str(status)[0] in "24":
+                response.setdefault("headers", {}).update(copy.deepcopy(RATE_LIMIT_HEADERS))
     documented.setdefault("500", responses(500)[500])
 
 

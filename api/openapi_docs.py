@@ -21,11 +21,14 @@ REQUEST_ID_HEADER = {
 # The IETF RateLimit header fields (draft-ietf-httpapi-ratelimit-headers), sent by the limits.
 RATE_LIMIT_HEADERS = {
     "RateLimit-Policy": {
-        "description": "The limit that applies, e.g. `600;w=60` (requests per window of seconds).",
+        "description": "The limits that apply, one per policy: `org` (your organisation), "
+        "`submit` (your organisation's submissions) or `address` (requests without a valid "
+        'token), e.g. `"org";q=600;w=60` (600 requests per window of 60 seconds).',
         "schema": {"type": "string"},
     },
     "RateLimit": {
-        "description": "What is left of it, e.g. `limit=600, remaining=0, reset=17`.",
+        "description": 'What is left of each, e.g. `"org";r=12;t=34` (12 requests left, '
+        "the window resets in 34 seconds).",
         "schema": {"type": "string"},
     },
 }

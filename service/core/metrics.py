@@ -52,6 +52,10 @@ TRIAGE_AGREEMENT = Counter(
     "they agreed with the rules (agree) or overrode them (override): the ruleset's feedback.",
     ["rules_outcome", "outcome", "agreement"],
 )
+RATE_LIMIT_STORE_ERRORS = Counter(
+    "referral_rate_limit_store_errors_total",
+    "Rate limit checks that could not reach the counter store; those requests were allowed.",
+)
 AUDIT_HEAD_SEQ = Gauge(
     "referral_audit_head_seq",
     "Highest audit sequence number this service has written.",

@@ -79,6 +79,15 @@ class Settings(BaseSettings):
     audit_head_log_seconds: int = Field(default=300, ge=0)
     retry_after_seconds: int = Field(default=5, ge=1, le=300)
 
+    # Limits on callers (contract "Limits on callers"): per organisation, per organisation for
+    # submissions, and per client address for requests without a valid token.
+    rate_limits: str = "600/minute"
+    rate_limits_submit: str = "60/minute"
+    rate_limits_anonymous: str = "120/minute"
+    # None: counters in memory (one instance). redis://… or rediss://…: shared by replicas.
+    rate_limit_storage_url: str | None = None
+    rate_limit_key_prefix: str = Field(default="referral-limits", min_length=1, max_length=64)
+
     # How `referral-service serve` binds; the container sets HOST=0.0.0.0.
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -89,6 +98,26 @@ class Settings(BaseSettings):
     def _split_algorithms(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("rate_limits", "rate_limits_submit", "rate_limits_anonymous")
+    @classmethod
+    def _one_limit(cls, value: str) -> str:
+        # Imported here: rate_limits imports these settings.
+        from service.core.rate_limits import parse_limit
+
+        parse_limit(value)
+        return value
+
+    @field_validator("rate_limit_storage_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        scheme = value.split("://", 1)[0].removeprefix("async+") if "://" in value else ""
+        if scheme not in ("redis", "rediss"):
+            # The URL may carry a password: never echo it.
+            raise ValueError("must be a redis:// or rediss:// URL")
         return value
 
     @field_validator("database_url")

@@ -39,7 +39,9 @@ def create_engine(settings: Settings, *, for_requests: bool = False) -> AsyncEng
         engine = create_async_engine(url, connect_args={"timeout": 30}, **common)
         _serialise_sqlite_writers(engine)
         return engine
-    connect_args: dict[str, Any] = {"timeout": 5, "command_timeout": 30}
+    # asyncpg's command_timeout cancels from the client side too: for requests only, as a
+    # backstop behind statement_timeout; a CLI command's long statement must run to its end.
+    connect_args: dict[str, Any] = {"timeout": 5, "command_timeout": 30 if for_requests else None}
     if for_requests and settings.db_statement_timeout_ms:
         connect_args["server_settings"] = {
             "statement_timeout": str(settings.db_statement_timeout_ms)

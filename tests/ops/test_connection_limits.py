@@ -18,7 +18,7 @@ from tests.ops.servers import running_server, server_env
 
 pytestmark = pytest.mark.slow
 
-SILENT = 1500
+SILENT = 3000
 
 
 def _low_fd_limit() -> None:

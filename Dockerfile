@@ -79,6 +79,9 @@ WORKDIR /app
 
 USER 10001:10001
 
+# Only the API port. Metrics listen on REFERRAL_METRICS_PORT (9100) on purpose without an
+# EXPOSE: they need no token, so `docker run -P` must not publish them. Scrape them from
+# inside the cluster or the compose network.
 EXPOSE 8000
 STOPSIGNAL SIGTERM
 

@@ -49,7 +49,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     settings = settings or get_settings()
     configure_logging(settings)
     if services is None:
-        engine = create_engine(settings)
+        engine = create_engine(settings, for_requests=True)
         metrics.track_pool(engine)
         sessions = make_sessionmaker(engine)
         services = Services(
@@ -94,7 +94,11 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     problems.install(app)
     # Added first, so it runs inside RequestContextMiddleware: its 429s carry the request id.
     app.add_middleware(RateLimitMiddleware)
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        body_read_timeout_seconds=settings.body_read_timeout_seconds,
+    )
     app.include_router(referrals.router)
     app.include_router(lifecycle.router)
     app.include_router(eligibility.router)

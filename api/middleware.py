@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -30,13 +31,28 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"The body is larger than {limit} bytes.")
 
 
+class BodyReadTimeout(HTTPException):
+    """Raised when the next chunk of a body does not arrive in time: a client that sends its
+    headers and then trickles (or stops) holds a connection and a task for nothing."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            408,
+            f"The body did not arrive in time: each part must follow within {seconds:g} s.",
+            headers={"Connection": "close"},
+        )
+
+
 class RequestContextMiddleware:
     """Gives every request an id (echoed if the caller sent a sane one) and turns any crash into
     a problem+json 500 that carries it, logging where it happened but never the message."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, body_read_timeout_seconds: float = 30
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_read_timeout = body_read_timeout_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -68,6 +84,7 @@ class RequestContextMiddleware:
             await too_large(scope, receive, send)
             return
         received = 0
+        body_complete = False
         started = False
         status = 500
         began = time.perf_counter()
@@ -75,12 +92,22 @@ class RequestContextMiddleware:
         async def receive_within_limit() -> Message:
             # A body without a Content-Length (chunked) is counted as it streams in and
             # refused as soon as it passes the limit: it is never held whole in memory.
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_complete
+            if body_complete:
+                # Only waiting for a disconnect now (streaming responses): no deadline.
+                return await receive()
+            try:
+                async with asyncio.timeout(self.body_read_timeout):
+                    message = await receive()
+            except TimeoutError:
+                raise BodyReadTimeout(self.body_read_timeout) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
                     raise BodyTooLarge(self.max_body_bytes)
+                body_complete = not message.get("more_body", False)
+            else:
+                body_complete = True
             return message
 
         async def send_with_id(message: Message) -> None:

@@ -216,7 +216,8 @@ TAGS: list[dict[str, str]] = [
     },
     {
         "name": "health",
-        "description": "Liveness, readiness and metrics for orchestrators and monitoring.",
+        "description": "Liveness and readiness for orchestrators and load balancers "
+        "(metrics are on a port of their own).",
     },
 ]
 

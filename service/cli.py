@@ -71,31 +71,85 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from service.core.logs import configure_logging
+
     settings = load_settings()
+    configure_logging(settings)
     # Uvicorn builds the app from its import string, in a worker: a bad ruleset found there
     # ends in a traceback. Loading it here first turns that into one line (and exit status 2).
     if settings.ruleset_path is not None:
         load_ruleset(settings.ruleset_path)
     workers = args.workers or settings.workers
+    host = args.host or settings.host
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Each worker is a process: metrics must be shared through files to add up.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="referral-metrics-")
+    _raise_fd_limit()
+    # Started once, here in the parent: with workers it reads every worker's files; with one
+    # worker the app runs in this very process, so its own registry is the whole story.
+    metrics_server = _start_metrics(host, settings.metrics_port)
     # Uvicorn re-raises the SIGTERM it handled once the graceful shutdown is done, so that the
     # exit status says "killed". For an orchestrator a SIGTERM is the normal way to stop us:
     # after in-flight requests have finished, that is a clean exit (0).
     signal.signal(signal.SIGTERM, lambda *_: None)
-    uvicorn.run(
-        "api.main:app",  # by import string, so that `service` never imports `api`
-        host=args.host or settings.host,
-        port=args.port or settings.port,
-        workers=workers,
-        access_log=False,
-        log_config=None,
-        proxy_headers=True,
-        server_header=False,
-        timeout_graceful_shutdown=25,
-    )
+    try:
+        uvicorn.run(
+            "api.main:app",  # by import string, so that `service` never imports `api`
+            host=host,
+            port=args.port or settings.port,
+            workers=workers,
+            access_log=False,
+            log_config=None,
+            proxy_headers=True,
+            server_header=False,
+            timeout_graceful_shutdown=25,
+            # What one instance holds: beyond this many connections uvicorn answers 503
+            # instead of opening file descriptors until accept() fails for everyone.
+            limit_concurrency=settings.max_connections,
+            timeout_keep_alive=settings.keep_alive_seconds,
+        )
+    finally:
+        if metrics_server is not None:
+            metrics_server.shutdown()
+            metrics_server.server_close()
     return 0
+
+
+def _raise_fd_limit() -> None:
+    """Every connection costs a file descriptor: take the soft limit up to the hard one (the
+    default soft limit, often 1,024, is far below what the concurrency limit allows)."""
+    import logging
+    import resource
+
+    logger = logging.getLogger("service.serve")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard:
+        logger.info("file descriptor limit", extra={"soft": soft, "hard": hard})
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError) as exc:
+        # An unlimited hard limit may exceed the kernel's nr_open: keep what we have.
+        logger.warning(
+            "file descriptor limit not raised",
+            extra={"soft": soft, "hard": hard, "error": type(exc).__name__},
+        )
+        return
+    logger.info("file descriptor limit raised", extra={"from": soft, "soft": hard, "hard": hard})
+
+
+def _start_metrics(host: str, port: int) -> Any:
+    if port == 0:
+        return None
+    from service.core import metrics
+
+    try:
+        server, _thread = metrics.serve(host, port)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"REFERRAL_METRICS_PORT: cannot listen on {host}:{port}: {exc.strerror}"
+        ) from None
+    return server
 
 
 def _migrate(_args: argparse.Namespace) -> int:

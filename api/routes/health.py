@@ -1,15 +1,15 @@
-"""Liveness, readiness and metrics for load balancers, orchestrators and monitoring."""
+"""Liveness and readiness for load balancers and orchestrators. Metrics are not here: they are
+served on their own port (service.core.metrics), out of reach of the public ingress."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 
 from api.deps import ServicesDep
 from api.schemas.health import Liveness
-from service.core import metrics
 from service.core.health import readiness
 
 router = APIRouter(tags=["health"])
@@ -38,22 +38,3 @@ async def ready(services: ServicesDep) -> Any:
         status_code=503,
         headers={"Retry-After": str(services.settings.retry_after_seconds)},
     )
-
-
-@router.get(
-    "/metrics",
-    operation_id="metrics",
-    summary="Prometheus metrics",
-    response_class=Response,
-    responses={
-        200: {
-            "content": {"text/plain": {"schema": {"type": "string"}}},
-            "description": "Prometheus text exposition format.",
-        }
-    },
-)
-async def prometheus_metrics() -> Response:
-    """Request rates and latencies by route template, referrals by outcome and priority, the
-    audit head sequence and database connections in use. No personal data in any label."""
-    body, content_type = metrics.render()
-    return Response(body, media_type=content_type)

@@ -23,8 +23,12 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
-    """Make the async engine: asyncpg on PostgreSQL, aiosqlite on SQLite."""
+def create_engine(settings: Settings, *, for_requests: bool = False) -> AsyncEngine:
+    """Make the async engine: asyncpg on PostgreSQL, aiosqlite on SQLite.
+
+    `for_requests` (the API's engine) sets PostgreSQL's statement_timeout on every connection,
+    so a runaway request query is cancelled; CLI commands (migrate, audit verify over a long
+    chain) leave it off and are not cut short."""
     url = settings.database_url
     # hide_parameters keeps personal data out of every SQLAlchemy error message.
     common: dict[str, Any] = {"hide_parameters": True}
@@ -35,7 +39,13 @@ def create_engine(settings: Settings) -> AsyncEngine:
         engine = create_async_engine(url, connect_args={"timeout": 30}, **common)
         _serialise_sqlite_writers(engine)
         return engine
-    connect_args: dict[str, Any] = {"timeout": 5, "command_timeout": 30}
+    # asyncpg's command_timeout cancels from the client side too: for requests only, as a
+    # backstop behind statement_timeout; a CLI command's long statement must run to its end.
+    connect_args: dict[str, Any] = {"timeout": 5, "command_timeout": 30 if for_requests else None}
+    if for_requests and settings.db_statement_timeout_ms:
+        connect_args["server_settings"] = {
+            "statement_timeout": str(settings.db_statement_timeout_ms)
+        }
     if settings.database_ssl_root_cert is not None:
         connect_args["ssl"] = root_cert_context(
             settings.database_ssl_root_cert,

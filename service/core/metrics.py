@@ -1,23 +1,32 @@
 """Prometheus metrics. Labels are route templates, methods, statuses and outcome codes only:
 never an id, a path with values in it, or anything personal.
 
+Served on a port of their own (REFERRAL_METRICS_PORT, default 9100), never on the API's: the
+exposition needs no token and shows global referral counts and safeguarding alerts as they
+happen, so it is for the cluster's monitoring only, never behind the public ingress.
+
 With several uvicorn workers, each is its own process: set PROMETHEUS_MULTIPROC_DIR (the
-`serve` command does when workers > 1) and /metrics aggregates across them.
+`serve` command does when workers > 1) and the metrics server, started once in the `serve`
+parent process, aggregates across them.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    REGISTRY,
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
     generate_latest,
     multiprocess,
+    start_http_server,
 )
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -90,10 +99,23 @@ def track_pool(engine: AsyncEngine) -> None:
         POOL_IN_USE.dec()
 
 
+def registry() -> CollectorRegistry:
+    """What to expose: this process's metrics, or every worker's when they share a directory."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        aggregate = CollectorRegistry()
+        multiprocess.MultiProcessCollector(aggregate)  # type: ignore[no-untyped-call]
+        return aggregate
+    return REGISTRY
+
+
 def render() -> tuple[bytes, str]:
     """The exposition text, aggregated across worker processes when they share a directory."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(), CONTENT_TYPE_LATEST
+    return generate_latest(registry()), CONTENT_TYPE_LATEST
+
+
+def serve(host: str, port: int) -> tuple[WSGIServer, threading.Thread]:
+    """Serve the exposition on host:port from a daemon thread of this process (port 0 picks a
+    free port: read it from server.server_port). Stop it with server.shutdown() and then
+    server.server_close(), which closes the listening socket."""
+    server, thread = start_http_server(port, addr=host, registry=registry())
+    return server, thread

@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     # costs a PostgreSQL backend; waiting briefly for a pooled connection is cheaper.
     db_pool_size: int = Field(default=10, ge=1, le=100)
     db_max_overflow: int = Field(default=0, ge=0, le=100)
+    # PostgreSQL cancels a request's statement that runs longer (SQLSTATE 57014, a 503): one
+    # slow query must not hold a pooled connection and its locks for ever. 0 = no limit.
+    # Only the API's engine sets it; CLI commands (migrate, audit verify) run unbounded.
+    db_statement_timeout_ms: int = Field(default=15000, ge=0, le=3_600_000)
 
     jwt_issuer: str = "https://dev.referrals.local"
     jwt_audience: str = "referral-api"
@@ -92,6 +96,16 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
+    # Prometheus metrics on their own port (no token; global counts), bound to `host` like the
+    # API: keep it unreachable from outside the cluster. 0 = not served.
+    metrics_port: int = Field(default=9100, ge=0, le=65535)
+    # What one instance holds: uvicorn answers 503 beyond max_connections concurrent
+    # connections, closes idle keep-alive connections after keep_alive_seconds, and the body
+    # of a request must keep arriving (each chunk within body_read_timeout_seconds) or it is
+    # answered 408.
+    max_connections: int = Field(default=1000, ge=1, le=100_000)
+    keep_alive_seconds: int = Field(default=5, ge=1, le=300)
+    body_read_timeout_seconds: float = Field(default=30, gt=0, le=600)
 
     @field_validator("jwt_algorithms", mode="before")
     @classmethod

@@ -253,6 +253,12 @@ def test_port_and_stop_signal() -> None:
     assert final().last("STOPSIGNAL").args == "SIGTERM"
 
 
+def test_the_metrics_port_is_not_exposed() -> None:
+    # `docker run -P` publishes every EXPOSEd port; the metrics need no token.
+    exposed = {port for i in final().all("EXPOSE") for port in i.args.split()}
+    assert not {"9100", "9100/tcp"} & exposed
+
+
 def test_final_stage_installs_no_build_tools_and_no_packages() -> None:
     for command in run_commands(final()):
         if command[:2] in (["apt-get", "install"], ["apt", "install"], ["apk", "add"]):

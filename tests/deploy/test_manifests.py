@@ -26,6 +26,9 @@ DEV_KEYS = DEPLOY / "dev-keys"  # git-ignored: real local keys may live there
 
 APP_NAME = "referral-service"
 APP_PORT = 8000
+METRICS_PORT = 9100
+MONITORING = {"kubernetes.io/metadata.name": "monitoring"}
+INGRESS_CONTROLLER = {"kubernetes.io/metadata.name": "ingress-nginx"}
 APP_UID = 10001
 PLACEHOLDER = "REPLACE_ME"
 # PostgreSQL's default max_connections is 100: keep room for migrations, admin and monitoring.
@@ -286,11 +289,22 @@ def test_probes_use_the_right_paths_and_port() -> None:
         assert probe.get("timeoutSeconds", 1) >= 1
 
 
-def test_api_serves_and_is_scraped_on_the_app_port() -> None:
+def test_api_serves_and_pods_are_scraped_on_the_metrics_port() -> None:
     assert api_container().get("args", ["serve"]) == ["serve"]
     annotations = pod_template("Deployment")["metadata"].get("annotations", {})
+    assert annotations.get("prometheus.io/scrape") == "true"
     assert annotations.get("prometheus.io/path") == "/metrics"
-    assert int(annotations["prometheus.io/port"]) == APP_PORT
+    assert int(annotations["prometheus.io/port"]) == METRICS_PORT
+    assert resolve_port(api_container(), "metrics") == METRICS_PORT
+    assert configmap_data()["REFERRAL_METRICS_PORT"] == str(METRICS_PORT)
+
+
+def test_the_service_neither_exposes_nor_annotates_the_metrics_port() -> None:
+    service = k8s("Service")
+    annotations = service["metadata"].get("annotations", {})
+    assert not any(key.startswith("prometheus.io/") for key in annotations)
+    targets = {resolve_port(api_container(), p["targetPort"]) for p in service["spec"]["ports"]}
+    assert METRICS_PORT not in targets
 
 
 @pytest.mark.parametrize("kind", POD_WORKLOADS)
@@ -580,9 +594,20 @@ def test_network_policy_admits_the_app_port_and_reaches_postgres() -> None:
         for rule in policy["spec"]["ingress"]
         for port in rule["ports"]
     }
-    assert ingress_ports == {APP_PORT}
+    assert ingress_ports == {APP_PORT, METRICS_PORT}
     egress_ports = {port["port"] for rule in policy["spec"]["egress"] for port in rule["ports"]}
     assert {53, 5432} <= egress_ports
+
+
+def test_network_policy_admits_the_metrics_port_from_monitoring_only() -> None:
+    for rule in k8s("NetworkPolicy")["spec"]["ingress"]:
+        ports = {resolve_port(api_container(), port["port"]) for port in rule["ports"]}
+        sources = [peer["namespaceSelector"]["matchLabels"] for peer in rule["from"]]
+        if METRICS_PORT in ports:
+            assert sources == [MONITORING] and ports == {METRICS_PORT}
+        else:
+            assert MONITORING not in sources
+            assert sources == [INGRESS_CONTROLLER]
 
 
 # --- migration -----------------------------------------------------------------------------
@@ -650,6 +675,12 @@ def test_compose_api_publishes_the_port_on_loopback_only() -> None:
     for name, service in compose()["services"].items():
         for port in service.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+
+
+def test_compose_does_not_publish_the_metrics_port() -> None:
+    for name, service in compose()["services"].items():
+        for port in service.get("ports", []):
+            assert str(port).rsplit(":", 1)[-1] != str(METRICS_PORT), f"{name} publishes metrics"
 
 
 def test_compose_api_healthcheck_is_the_images_healthcheck() -> None:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -42,10 +42,17 @@ def server_env(database_url: str, public_key: Path, issuer: str, audience: str) 
 
 @contextmanager
 def running_server(
-    env: dict[str, str], *, workers: int = 1
+    env: dict[str, str],
+    *,
+    workers: int = 1,
+    preexec_fn: Callable[[], object] | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Yield (base_url, process) once /health/ready answers 200; stop it afterwards."""
+    """Yield (base_url, process) once /health/ready answers 200; stop it afterwards.
+
+    The metrics server is off (REFERRAL_METRICS_PORT=0) unless `env` names a port: servers
+    started side by side would otherwise all claim the default one."""
     port = free_port()
+    env = {"REFERRAL_METRICS_PORT": "0", **env}
     # A file, not a pipe: a chatty server must never block on a full pipe buffer.
     log = tempfile.TemporaryFile()
     process = subprocess.Popen(
@@ -53,6 +60,7 @@ def running_server(
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
+        preexec_fn=preexec_fn,
     )
     base = f"http://127.0.0.1:{port}"
     try:

@@ -250,7 +250,7 @@ async def possible_duplicates(
         open_statuses=frozenset(str(s) for s in OPEN_STATUSES),
         org=None if ctx.caller.has(SCOPE_TRIAGE) else ctx.caller.org,
     )
-    return [PossibleDuplicate(r.id, r.reference, r.status, r.received_at, how) for r, how in found]
+    return [PossibleDuplicate(r.id, r.reference, r.status, r.received_at, r.match) for r in found]
 
 
 async def duplicates_of(

@@ -398,6 +398,26 @@ async def history(db: AsyncConnection, referral_id: str) -> list[HistoryLine]:
 # --- Possible duplicates -------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class DuplicateRow:
+    """What a possible duplicate shows: ids, status and time; never the payload."""
+
+    id: str
+    reference: str
+    status: str
+    received_at: datetime
+    match: str  # "nhs_number" or "name_and_date"
+
+
+_DUPLICATE_COLUMNS = (
+    _REFERRALS.c.id,
+    _REFERRALS.c.reference,
+    _REFERRALS.c.status,
+    _REFERRALS.c.received_at,
+    _REFERRALS.c.match_nhs_number,
+)
+
+
 async def possible_duplicates(
     db: AsyncConnection,
     *,
@@ -407,9 +427,11 @@ async def possible_duplicates(
     open_statuses: frozenset[str],
     org: str | None,
     limit: int = 20,
-) -> list[tuple[ReferralRecord, str]]:
+) -> list[DuplicateRow]:
     """Open referrals (of `org`, or of everyone) that may be of the same infant, with how they
-    matched: "nhs_number", or "name_and_date" when either referral has no NHS number."""
+    matched: "nhs_number", or "name_and_date" when either referral has no NHS number. Only the
+    columns a duplicate shows are read: the same infant referred many times must not make each
+    intake decode every earlier payload."""
     t = _REFERRALS.c
     matches = []
     if nhs_number is not None:
@@ -421,19 +443,21 @@ async def possible_duplicates(
         )
     if not matches:
         return []
-    query = select(_REFERRALS).where(
+    query = select(*_DUPLICATE_COLUMNS).where(
         or_(*matches), t.id != referral_id, t.status.in_(sorted(open_statuses))
     )
     if org is not None:
         query = query.where(t.org == org)
     query = query.order_by(t.received_at.desc(), t.id.desc()).limit(limit)
-    found = []
-    for row in await db.execute(query):
-        record = _record(row)
-        how = (
+    return [
+        DuplicateRow(
+            str(row.id),
+            str(row.reference),
+            str(row.status),
+            as_utc(row.received_at),
             "nhs_number"
-            if nhs_number is not None and record.match_nhs_number == nhs_number
-            else "name_and_date"
+            if nhs_number is not None and row.match_nhs_number == nhs_number
+            else "name_and_date",
         )
-        found.append((record, how))
-    return found
+        for row in await db.execute(query)
+    ]

@@ -9,6 +9,7 @@ benchmark's production settings (bench/run.py) and its bodies and key pair (benc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -95,17 +96,27 @@ class Service:
         metrics_dir.mkdir()
         argv = [*service_cli(), "serve", "--workers", str(WORKERS), "--port", str(self.port)]
         # In a thread: the launcher blocks, and a scenario's proxy must keep forwarding.
-        self.server = await asyncio.to_thread(
-            servers.start,
-            f"{self.name}-{self.starts}",
-            argv,
-            port=self.port,
-            env={**self.env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
-            log_dir=self.work,
-            workers=WORKERS,
-            ready_path="/health/ready",
-            cwd=REPO,
+        starting = asyncio.ensure_future(
+            asyncio.to_thread(
+                servers.start,
+                f"{self.name}-{self.starts}",
+                argv,
+                port=self.port,
+                env={**self.env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
+                log_dir=self.work,
+                workers=WORKERS,
+                ready_path="/health/ready",
+                cwd=REPO,
+            )
         )
+        try:
+            self.server = await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            # A thread cannot be interrupted: let the launcher finish, then stop what it
+            # started, so that a run cut short by its time budget leaves no server behind.
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread((await starting).stop)
+            raise
         self.up.set()
 
     async def kill(self) -> int:

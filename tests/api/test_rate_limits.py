@@ -24,8 +24,9 @@ from prometheus_client import REGISTRY
 
 from api.app import create_app
 from service.core.settings import ConfigurationError, load_settings
-from tests.conftest import SigningKey, make_settings
+from tests.conftest import AUDIENCE, ISSUER, SigningKey, make_settings
 from tests.factories import make_referral_body
+from tests.ops.servers import running_server, server_env
 
 CHECK = "/v1/eligibility/check"
 REDIS_URL = "redis://127.0.0.1:6379"
@@ -187,6 +188,50 @@ async def test_two_instances_share_the_counters_in_redis(
         # Each instance has seen two, but the organisation has spent four.
         assert_rate_limited(problem, await first.post(CHECK, json=body, headers=auth()))
         assert_rate_limited(problem, await second.post(CHECK, json=body, headers=auth()))
+
+
+@pytest.mark.slow
+async def test_two_service_processes_share_the_organisations_limit_in_redis(
+    tmp_path: Path, signing_key: SigningKey, auth, problem, redis_prefix: str
+) -> None:
+    """Two `referral-service serve` processes, nothing shared but Redis (each has a database
+    of its own: limits never touch it), submissions sent to each in turn."""
+    limit = 5
+
+    def env(name: str) -> dict[str, str]:
+        database = f"sqlite+aiosqlite:///{tmp_path / f'{name}.db'}"
+        return {
+            **server_env(database, signing_key.public_file, ISSUER, AUDIENCE),
+            "REFERRAL_RATE_LIMITS_SUBMIT": f"{limit}/minute",
+            "REFERRAL_RATE_LIMIT_STORAGE_URL": REDIS_URL,
+            "REFERRAL_RATE_LIMIT_KEY_PREFIX": redis_prefix,
+        }
+
+    with running_server(env("a")) as (first, _a), running_server(env("b")) as (second, _b):
+        async with httpx.AsyncClient(timeout=30, trust_env=False) as client:
+
+            async def submit(base: str, org: str = "RX1") -> httpx.Response:
+                return await client.post(
+                    f"{base}/v1/referrals", json=make_referral_body(), headers=auth(org=org)
+                )
+
+            for n in range(limit):
+                ok = await submit((first, second)[n % 2])
+                assert ok.status_code == 201, ok.text
+                # What is left counts the organisation's submissions to both processes.
+                assert remaining(ok)["submit"][0] == limit - 1 - n
+            # Each process has seen at most three, but the organisation has spent five.
+            for base in (first, second):
+                refused = await submit(base)
+                assert_rate_limited(problem, refused)
+                assert refused.headers["ratelimit-policy"] == (
+                    f'"org";q=600;w=60, "submit";q={limit};w=60'
+                )
+                assert remaining(refused)["submit"] == (0, int(refused.headers["retry-after"]))
+
+            other = await submit(second, org="RY2")
+            assert other.status_code == 201, other.text
+            assert remaining(other)["submit"][0] == limit - 1
 
 
 async def test_a_store_that_is_down_fails_open_logged_and_counted(

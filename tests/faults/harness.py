@@ -29,8 +29,7 @@ from service.auth.devkeys import mint_token
 SUBMIT = "/v1/referrals"
 CHECK = "/v1/eligibility/check"
 WORKERS = 2
-# A retry waits this long: clients that hammered a restarting server would take the CPU it
-# needs to start (the machine has two cores).
+# A retry waits this long, so that clients answered at once (a reset, a 503) do not spin.
 RETRY_PAUSE_S = 0.1
 
 
@@ -77,7 +76,9 @@ def _alive(pid: int) -> bool:
 
 class Service:
     """`referral-service serve --workers 2` on a port that stays the same across restarts, so
-    clients keep retrying the same address. `up` is set while it is serving."""
+    clients keep retrying the same address. `up` is set while it is serving: clients wait for
+    it before resending, since the launcher counts a start done only once the workers are idle
+    (and two cores are better spent starting the server than refusing connections)."""
 
     def __init__(self, work: Path, env: dict[str, str], name: str = "service") -> None:
         self.work = work
@@ -138,9 +139,6 @@ class Service:
         self.up.clear()
         if self.server is not None:
             await asyncio.to_thread(self.server.stop)
-
-    def log_tail(self) -> str:
-        return self.server.log_tail(40) if self.server is not None else ""
 
 
 def http_client(base: str, *, connections: int, bound_s: float) -> httpx.AsyncClient:

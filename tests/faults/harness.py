@@ -309,9 +309,17 @@ async def count_stored(database_url: str, keys: payload.KeyPair, ledger: Ledger)
         for k, referral in ledger.acknowledged.items()
         if referral in ids and by_key.get(k) == referral
     )
+    command = [*service_cli(), "audit", "verify"]
+    # Where the command line offers it, a full re-derivation of every chain, not an
+    # incremental check from stored checkpoints: the count must not trust earlier runs.
+    usage = await asyncio.to_thread(
+        subprocess.run, [*command, "--help"], capture_output=True, timeout=60
+    )
+    if b"--full" in usage.stdout:
+        command.append("--full")
     verify = await asyncio.to_thread(
         subprocess.run,
-        [*service_cli(), "audit", "verify"],
+        command,
         env=fault_env(database_url, keys),
         cwd=REPO,
         capture_output=True,

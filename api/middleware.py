@@ -44,8 +44,13 @@ class BodyReadTimeout(HTTPException):
 
 
 class RequestContextMiddleware:
-    """Gives every request an id (echoed if the caller sent a sane one) and turns any crash into
-    a problem+json 500 that carries it, logging where it happened but never the message."""
+    """Gives every request an id of the service's own and turns any crash into a problem+json
+    500 that carries it, logging where it happened but never the message.
+
+    A caller's own X-Request-ID (when sane) is kept apart, as the request's correlation id: in
+    the logs, the audit event and the X-Correlation-ID response header, but never as our
+    request id. Taken as ours, it would let one organisation label its audit events with
+    another's request ids."""
 
     def __init__(
         self, app: ASGIApp, max_body_bytes: int, body_read_timeout_seconds: float = 30
@@ -58,11 +63,14 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _request_id(scope)
-        scope.setdefault("state", {})["request_id"] = request_id
-        bound = logs.bind_request_id(request_id)
+        request_id = uuid.uuid4().hex
+        correlation_id = _correlation_id(scope)
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        state["correlation_id"] = correlation_id
+        bound = logs.bind_request_id(request_id, correlation_id)
         try:
-            await self._serve(scope, receive, send, request_id)
+            await self._serve(scope, receive, send, request_id, correlation_id)
         except BaseException:
             # Left bound on purpose: the server logs the crash after we return, and that
             # record should carry the id too. The binding dies with the request's own task.
@@ -70,7 +78,17 @@ class RequestContextMiddleware:
         else:
             logs.unbind_request_id(bound)
 
-    async def _serve(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+    async def _serve(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        request_id: str,
+        correlation_id: str | None,
+    ) -> None:
+        ids = {"X-Request-ID": request_id}
+        if correlation_id is not None:
+            ids["X-Correlation-ID"] = correlation_id
         if _declared_length(scope) > self.max_body_bytes:
             # Refused before a byte of the body is read.
             too_large = problem_response(
@@ -79,7 +97,7 @@ class RequestContextMiddleware:
                 title="Content Too Large",
                 slug="content-too-large",
                 detail=f"The body is larger than {self.max_body_bytes} bytes.",
-                headers={"X-Request-ID": request_id, "Connection": "close"},
+                headers={**ids, "Connection": "close"},
             )
             await too_large(scope, receive, send)
             return
@@ -116,7 +134,9 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 started = True
                 status = message["status"]
-                MutableHeaders(scope=message).append("X-Request-ID", request_id)
+                headers = MutableHeaders(scope=message)
+                for name, value in ids.items():
+                    headers.append(name, value)
             await send(message)
 
         try:
@@ -139,6 +159,7 @@ class RequestContextMiddleware:
 
 
 def _observe(scope: Scope, request_id: str, status: int, seconds: float) -> None:
+    # (The correlation id, if any, is added by the log filter: the request is still bound.)
     # The route template, never the raw path: ids stay out of labels, and unknown paths
     # cannot blow up the number of series.
     route = scope.get("route")
@@ -165,11 +186,10 @@ def _declared_length(scope: Scope) -> int:
     return 0
 
 
-def _request_id(scope: Scope) -> str:
+def _correlation_id(scope: Scope) -> str | None:
+    """The caller's X-Request-ID, if it is sane; anything else is dropped, never echoed."""
     for name, value in scope.get("headers", ()):
         if name == b"x-request-id":
             candidate: str = value.decode("latin-1")
-            if _SANE_REQUEST_ID.match(candidate):
-                return candidate
-            break
-    return uuid.uuid4().hex
+            return candidate if _SANE_REQUEST_ID.match(candidate) else None
+    return None

@@ -155,11 +155,10 @@ class RequestContextMiddleware:
                 raise
             await internal_error(Request(scope))(scope, receive, send_with_id)
         finally:
-            _observe(scope, request_id, status, time.perf_counter() - began)
+            _observe(scope, ids, status, time.perf_counter() - began)
 
 
-def _observe(scope: Scope, request_id: str, status: int, seconds: float) -> None:
-    # (The correlation id, if any, is added by the log filter: the request is still bound.)
+def _observe(scope: Scope, ids: dict[str, str], status: int, seconds: float) -> None:
     # The route template, never the raw path: ids stay out of labels, and unknown paths
     # cannot blow up the number of series.
     route = scope.get("route")
@@ -170,7 +169,8 @@ def _observe(scope: Scope, request_id: str, status: int, seconds: float) -> None
     access.info(
         "request",
         extra={
-            "request_id": request_id,
+            "request_id": ids["X-Request-ID"],
+            **({"correlation_id": ids["X-Correlation-ID"]} if "X-Correlation-ID" in ids else {}),
             "method": method,
             "route": template,
             "status": status,

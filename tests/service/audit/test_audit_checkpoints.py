@@ -12,17 +12,20 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy.ext.asyncio import create_async_engine
 
-from service.audit import checkpoints
-from service.audit.chain import ChainHead
-from service.core.database import create_engine
+from service.audit import checkpoints, verification
+from service.audit.chain import AUDIT_CHAINS, ChainHead
+from service.core.database import create_engine, make_sessionmaker
 from service.core.settings import Settings
-from service.models import AUDIT_CHECKPOINTS, AUDIT_EVENTS
+from service.core.unit_of_work import UnitOfWork
+from service.models import AUDIT_CHAIN_HEADS, AUDIT_CHECKPOINTS, AUDIT_EVENTS
 from tests.conftest import ALL_SCOPES
 from tests.service.audit.test_audit_chain import (
     busiest_chain,
     document_of,
+    forged_row,
     raw_events,
     recompute_hash,
     tamper,
@@ -41,7 +44,7 @@ def cli_env(database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
 
 
 async def stored_checkpoints(database_url: str) -> dict[int, dict[str, Any]]:
-    engine = create_engine(Settings(database_url=database_url))
+    engine = create_async_engine(database_url)
     try:
         async with engine.connect() as conn:
             rows = (await conn.execute(select(AUDIT_CHECKPOINTS))).mappings().all()
@@ -107,7 +110,7 @@ async def test_a_forged_checkpoint_hides_nothing_from_the_full_run(
         .where(AUDIT_EVENTS.c.seq == target["seq"])
         .values(outcome="denied", hash=recompute_hash(document_of(edited))),
     )
-    engine = create_engine(Settings(database_url=database_url))
+    engine = create_async_engine(database_url)
     try:
         async with engine.begin() as conn:
             head = ChainHead(last["chain"], last["chain_seq"], last["seq"], last["hash"])
@@ -183,3 +186,66 @@ async def test_checkpoints_only_move_forward(settings: Settings, database_url: s
             assert await checkpoints.read(conn) == [further]
     finally:
         await engine.dispose()
+
+
+@pytest.mark.parametrize("chain", [AUDIT_CHAINS, -1])
+async def test_an_incremental_run_reads_every_event_of_a_chain_without_a_head(
+    client: httpx.AsyncClient, auth: Auth, database_url: str, chain: int
+) -> None:
+    await make_events(client, auth(), 6)
+    assert (await verify_over_http(client, auth))["valid"] is True
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            # From the sequence on PostgreSQL, so that the service's next append gets another.
+            if conn.dialect.name == "postgresql":
+                taken = text("SELECT nextval(pg_get_serial_sequence('audit_events', 'seq'))")
+                seq = int((await conn.execute(taken)).scalar_one())
+            else:
+                last = await conn.execute(select(func.max(AUDIT_EVENTS.c.seq)))
+                seq = int(last.scalar_one()) + 1
+    finally:
+        await engine.dispose()
+    forged = forged_row(seq=seq, chain=chain, chain_seq=1, prev_hash="0" * 64)
+    await tamper(database_url, insert(AUDIT_EVENTS).values(**forged))
+
+    body = await verify_over_http(client, auth)
+    assert (body["valid"], body["first_invalid_seq"]) == (False, forged["seq"])
+
+
+async def test_an_incremental_run_finds_a_removed_head_and_a_rewound_one(
+    client: httpx.AsyncClient, auth: Auth, database_url: str, settings: Settings
+) -> None:
+    await make_events(client, auth(), 8)
+    assert (await verify_over_http(client, auth))["valid"] is True
+    chain = busiest_chain(await raw_events(database_url))
+    checkpoint = (await stored_checkpoints(database_url))[chain[0]["chain"]]
+    cut = [e for e in chain if e["chain_seq"] >= checkpoint["chain_seq"]]
+    last, new_last = cut[0], chain[checkpoint["chain_seq"] - 2]
+    # A tail cut off from before the checkpoint, its head rewound: consistent, but for the
+    # checkpoint, which plays the part of an anchor inside the database.
+    await tamper(
+        database_url,
+        delete(AUDIT_EVENTS).where(AUDIT_EVENTS.c.seq.in_([e["seq"] for e in cut])),
+        update(AUDIT_CHAIN_HEADS)
+        .where(AUDIT_CHAIN_HEADS.c.chain == last["chain"])
+        .values(chain_seq=new_last["chain_seq"], seq=new_last["seq"], hash=new_last["hash"]),
+    )
+    body = await verify_over_http(client, auth)
+    assert body["valid"] is False
+    assert "behind its verified checkpoint" in body["problem"]
+    assert body["first_invalid_seq"] == checkpoint["seq"]
+
+    await tamper(
+        database_url,
+        delete(AUDIT_CHAIN_HEADS).where(AUDIT_CHAIN_HEADS.c.chain == last["chain"]),
+    )
+    # (Not over HTTP: with a head gone, appending the verification's own event can fail.)
+    engine = create_engine(settings)
+    try:
+        async with UnitOfWork(make_sessionmaker(engine)).begin() as session:
+            result = await verification.verify(session, incremental=True)
+    finally:
+        await engine.dispose()
+    assert result.valid is False
+    assert "no head" in str(result.problem)

@@ -17,8 +17,12 @@ class Actor(ResponseModel):
 
 
 def _correlation_id_is_optional(schema: dict[str, Any]) -> None:
-    # The one field not always sent (see AuditEventPublic.correlation_id).
+    # The one field not always sent (see AuditEventPublic.correlation_id); when sent, a string.
     schema["required"] = [name for name in schema.get("required", []) if name != "correlation_id"]
+    documented = schema["properties"]["correlation_id"]
+    documented.pop("anyOf", None)
+    documented.pop("default", None)
+    documented["type"] = "string"
 
 
 class AuditEventPublic(ResponseModel):

@@ -105,7 +105,11 @@ async def caller(
         verified = await services.verifier.verify(credentials.credentials)
     except InvalidToken as exc:
         raise Unauthenticated(f"The bearer token was refused: {exc.reason}.") from None
-    ctx = RequestContext(caller=verified, request_id=str(request.state.request_id))
+    ctx = RequestContext(
+        caller=verified,
+        request_id=str(request.state.request_id),
+        correlation_id=getattr(request.state, "correlation_id", None),
+    )
     request.state.ctx = ctx
     # After ctx is set: a verified caller counts against its organisation, not its address.
     await limit_organisation(request, verified.org)

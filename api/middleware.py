@@ -44,8 +44,13 @@ class BodyReadTimeout(HTTPException):
 
 
 class RequestContextMiddleware:
-    """Gives every request an id (echoed if the caller sent a sane one) and turns any crash into
-    a problem+json 500 that carries it, logging where it happened but never the message."""
+    """Gives every request an id of the service's own and turns any crash into a problem+json
+    500 that carries it, logging where it happened but never the message.
+
+    A caller's own X-Request-ID (when sane) is kept apart, as the request's correlation id: in
+    the logs, the audit event and the X-Correlation-ID response header, but never as our
+    request id. Taken as ours, it would let one organisation label its audit events with
+    another's request ids."""
 
     def __init__(
         self, app: ASGIApp, max_body_bytes: int, body_read_timeout_seconds: float = 30
@@ -58,11 +63,14 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _request_id(scope)
-        scope.setdefault("state", {})["request_id"] = request_id
-        bound = logs.bind_request_id(request_id)
+        request_id = uuid.uuid4().hex
+        correlation_id = _correlation_id(scope)
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        state["correlation_id"] = correlation_id
+        bound = logs.bind_request_id(request_id, correlation_id)
         try:
-            await self._serve(scope, receive, send, request_id)
+            await self._serve(scope, receive, send, request_id, correlation_id)
         except BaseException:
             # Left bound on purpose: the server logs the crash after we return, and that
             # record should carry the id too. The binding dies with the request's own task.
@@ -70,7 +78,17 @@ class RequestContextMiddleware:
         else:
             logs.unbind_request_id(bound)
 
-    async def _serve(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+    async def _serve(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        request_id: str,
+        correlation_id: str | None,
+    ) -> None:
+        ids = {"X-Request-ID": request_id}
+        if correlation_id is not None:
+            ids["X-Correlation-ID"] = correlation_id
         if _declared_length(scope) > self.max_body_bytes:
             # Refused before a byte of the body is read.
             too_large = problem_response(
@@ -79,7 +97,7 @@ class RequestContextMiddleware:
                 title="Content Too Large",
                 slug="content-too-large",
                 detail=f"The body is larger than {self.max_body_bytes} bytes.",
-                headers={"X-Request-ID": request_id, "Connection": "close"},
+                headers={**ids, "Connection": "close"},
             )
             await too_large(scope, receive, send)
             return
@@ -116,7 +134,9 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 started = True
                 status = message["status"]
-                MutableHeaders(scope=message).append("X-Request-ID", request_id)
+                headers = MutableHeaders(scope=message)
+                for name, value in ids.items():
+                    headers.append(name, value)
             await send(message)
 
         try:
@@ -135,10 +155,10 @@ class RequestContextMiddleware:
                 raise
             await internal_error(Request(scope))(scope, receive, send_with_id)
         finally:
-            _observe(scope, request_id, status, time.perf_counter() - began)
+            _observe(scope, ids, status, time.perf_counter() - began)
 
 
-def _observe(scope: Scope, request_id: str, status: int, seconds: float) -> None:
+def _observe(scope: Scope, ids: dict[str, str], status: int, seconds: float) -> None:
     # The route template, never the raw path: ids stay out of labels, and unknown paths
     # cannot blow up the number of series.
     route = scope.get("route")
@@ -149,7 +169,8 @@ def _observe(scope: Scope, request_id: str, status: int, seconds: float) -> None
     access.info(
         "request",
         extra={
-            "request_id": request_id,
+            "request_id": ids["X-Request-ID"],
+            **({"correlation_id": ids["X-Correlation-ID"]} if "X-Correlation-ID" in ids else {}),
             "method": method,
             "route": template,
             "status": status,
@@ -165,11 +186,10 @@ def _declared_length(scope: Scope) -> int:
     return 0
 
 
-def _request_id(scope: Scope) -> str:
+def _correlation_id(scope: Scope) -> str | None:
+    """The caller's X-Request-ID, if it is sane; anything else is dropped, never echoed."""
     for name, value in scope.get("headers", ()):
         if name == b"x-request-id":
             candidate: str = value.decode("latin-1")
-            if _SANE_REQUEST_ID.match(candidate):
-                return candidate
-            break
-    return uuid.uuid4().hex
+            return candidate if _SANE_REQUEST_ID.match(candidate) else None
+    return None

@@ -12,6 +12,7 @@ from typing import Any
 
 from api.openapi_docs import (
     CONTACT,
+    CORRELATION_ID_HEADER,
     LICENSE,
     PROBLEM_COMPONENT,
     RATE_LIMIT_HEADERS,
@@ -95,7 +96,8 @@ ERRORS_SECTION = """
 ## Errors
 
 Every error is `application/problem+json` (RFC 9457, schema `Problem`) and carries the
-`request_id` that is also in the `X-Request-ID` response header: malformed JSON **400**, missing
+`request_id` that is also in the `X-Request-ID` response header (the service's own id; a
+caller's own `X-Request-ID` comes back as `X-Correlation-ID`): malformed JSON **400**, missing
 or invalid token **401**, missing scope **403** (both with `WWW-Authenticate`), unknown route or
 another organisation's referral **404**, a method the path does not support **405** (with
 `Allow`), an `Idempotency-Key` still in flight **409**, a body over the limit (default 64 KiB)
@@ -156,8 +158,11 @@ def _request_id_parameter() -> dict[str, Any]:
         "name": "X-Request-ID",
         "in": "header",
         "required": False,
-        "description": "Your id for this request, echoed in the X-Request-ID response header and "
-        "in problems when it is 1 to 64 of `A-Z a-z 0-9 . _ : -`; otherwise one is generated.",
+        "description": "Your own id for this request, when it is 1 to 64 of "
+        "`A-Z a-z 0-9 . _ : -` (otherwise ignored): echoed in the X-Correlation-ID response "
+        "header and kept as the audit event's `correlation_id`. It never becomes the "
+        "service's request id, which the service always generates (the X-Request-ID "
+        "response header).",
         "schema": {"type": "string"},
     }
 
@@ -254,6 +259,7 @@ def _response_headers(operation: dict[str, Any]) -> None:
     for status, response in operation.get("responses", {}).items():
         headers = response.setdefault("headers", {})
         headers["X-Request-ID"] = {**REQUEST_ID_HEADER["X-Request-ID"], "required": True}
+        headers["X-Correlation-ID"] = dict(CORRELATION_ID_HEADER["X-Correlation-ID"])
         if status in ("401", "403") and "WWW-Authenticate" in headers:
             headers["WWW-Authenticate"]["required"] = True
         if status in ("429", "503"):

@@ -364,7 +364,11 @@ def _check_service(databases: dbs.Databases, env: dict[str, str], e2: Engine) ->
     keys = databases.scalar("service", "SELECT count(*) FROM idempotency_keys")
     events = databases.scalar("service", "SELECT count(*) FROM audit_events")
     verify = subprocess.run(
-        [*service_cli(), "audit", "verify"], env=env, cwd=REPO, capture_output=True, timeout=300
+        [*service_cli(), "audit", "verify", "--full"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        timeout=300,
     )
     checked = None
     try:

@@ -52,7 +52,12 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--org", default="RX1", help="organisation code (default RX1)")
     token.add_argument("--sub", default="dev-client", help="subject (default dev-client)")
     token.add_argument("--scope", default=DEFAULT_DEV_SCOPES, help="space-separated scopes")
-    token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
+    token.add_argument(
+        "--ttl",
+        type=int,
+        default=3600,
+        help="seconds until it expires (at most REFERRAL_JWT_MAX_LIFETIME_SECONDS)",
+    )
     token.set_defaults(handler=_dev_token)
 
     example = commands.add_parser("example-referral", help="print a valid referral body")
@@ -60,8 +65,22 @@ def _parser() -> argparse.ArgumentParser:
 
     audit_cmd = commands.add_parser("audit", help="verify the audit trail or print its head")
     audit_sub = audit_cmd.add_subparsers(required=True, metavar="action")
-    verify = audit_sub.add_parser("verify", help="exit 1 and name the first bad event if invalid")
-    verify.add_argument("--anchor", type=Path, help="a head saved earlier by `audit head`")
+    verify = audit_sub.add_parser(
+        "verify",
+        help="exit 1 and name the first bad event if invalid",
+        description="Verify the audit chains. Without --full (and --anchor), only the events "
+        "appended since each chain's last verified checkpoint are checked, as the HTTP endpoint "
+        "does. Either way the checkpoints of the chains found clean move forward.",
+    )
+    verify.add_argument(
+        "--full",
+        action="store_true",
+        help="re-derive every chain from its first event and check every checkpoint against "
+        "its event (the auditor's run: trusts nothing an earlier verification recorded)",
+    )
+    verify.add_argument(
+        "--anchor", type=Path, help="a head saved earlier by `audit head` (implies --full)"
+    )
     verify.set_defaults(handler=_audit_verify)
     head = audit_sub.add_parser("head", help="print the head to anchor outside the database")
     head.set_defaults(handler=_audit_head)
@@ -183,6 +202,12 @@ def _dev_token(args: argparse.Namespace) -> int:
     from service.auth.devkeys import ensure_dev_keypair, mint_token
 
     settings = _dev_settings()
+    # A token the service would refuse is no use to anyone: say so now, not at the first 401.
+    if not 0 < args.ttl <= settings.jwt_max_lifetime_seconds:
+        raise ConfigurationError(
+            f"--ttl {args.ttl}: must be from 1 to REFERRAL_JWT_MAX_LIFETIME_SECONDS "
+            f"({settings.jwt_max_lifetime_seconds}), the longest lifetime the service accepts"
+        )
     private_path, _ = ensure_dev_keypair(settings.dev_key_dir)
     print(
         mint_token(
@@ -212,15 +237,19 @@ def _example_referral(_args: argparse.Namespace) -> int:
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
-    from service.audit import chain, verification
+    from service.audit import chain, checkpoints, verification
 
     anchor = None
     if args.anchor:
         saved = json.loads(args.anchor.read_text())
         anchor = [chain.ChainHead(**h) for h in saved["heads"]]
+    # An anchor may pin positions before a checkpoint: only a full run reads them.
+    full = args.full or anchor is not None
 
     async def run(session: Any) -> verification.Verification:
-        return await verification.verify(session, anchor)
+        result = await verification.verify(session, anchor, incremental=not full)
+        await checkpoints.advance(await session.connection(), result.reached, datetime.now(UTC))
+        return result
 
     result = _with_session(run)
     print(json.dumps(result.to_dict(), indent=2))
@@ -230,6 +259,14 @@ def _audit_verify(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    if not full:
+        # Said every time, so that nobody takes an incremental run for the auditor's one.
+        print(
+            f"checked the {result.events_checked} events after the verified checkpoints; the "
+            f"{result.events_before_checkpoints} before them were not re-checked "
+            "(--full re-derives the whole trail)",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -264,7 +301,29 @@ def _with_session(work: Any) -> Any:
         finally:
             await engine.dispose()
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    except Exception as exc:
+        cause = _connection_failure(exc)
+        if cause is None:
+            raise
+        raise ConfigurationError(f"REFERRAL_DATABASE_URL: {cause}") from None
+
+
+def _connection_failure(error: BaseException) -> str | None:
+    """One line for a database that refused or could not be reached; None for anything else
+    (a bug should still show its traceback)."""
+    from service.core.database import refusal_cause
+
+    cause = refusal_cause(error)
+    if cause is not None:
+        return f"the database refused the connection: {cause}"
+    for candidate in (error, getattr(error, "orig", None), error.__cause__):
+        if isinstance(candidate, (OSError, TimeoutError)):
+            # The class name, not the message: the message may quote the host and port, and
+            # says nothing a deployer needs beyond which kind of failure it was.
+            return f"cannot connect to the database ({type(candidate).__name__})"
+    return None
 
 
 if __name__ == "__main__":  # pragma: no cover

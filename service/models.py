@@ -117,7 +117,10 @@ class AuditEvent(SQLModel, table=True):
     resource_type: str = Field(max_length=32)
     resource_id: str | None = Field(default=None, max_length=64, index=True)
     outcome: str = Field(max_length=32)
-    request_id: str = Field(max_length=64)
+    request_id: str = Field(max_length=64)  # the service's own id for the request
+    # The caller's X-Request-ID, kept apart from ours: a caller chooses it, so it may repeat
+    # another organisation's request id and must never be taken for one of ours (0007).
+    correlation_id: str | None = Field(default=None, max_length=64)
     details: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64)
@@ -134,6 +137,25 @@ class AuditChainHead(SQLModel, table=True):
     hash: str = Field(max_length=64)
 
 
+class AuditCheckpoint(SQLModel, table=True):
+    """The last position of each chain that a verification found valid (0007).
+
+    An incremental verification starts each chain here, from this hash as the expected
+    `prev_hash`, instead of from the chain's first event. Only moved forward; only written for a
+    chain that verified clean. Anyone who can write the database can forge one, which is why
+    `referral-service audit verify --full` ignores them for the chains and checks each of them
+    against the event at its position instead.
+    """
+
+    __tablename__ = "audit_checkpoints"
+
+    chain: int = Field(primary_key=True)
+    chain_seq: int
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    hash: str = Field(max_length=64)
+    verified_at: datetime = Field(sa_column=utc_column())
+
+
 def _table(model: type[SQLModel]) -> Table:
     table: Table = model.__table__  # type: ignore[attr-defined]
     return table
@@ -145,3 +167,4 @@ REFERRAL_MOVES = _table(ReferralMove)
 IDEMPOTENCY_KEYS = _table(IdempotencyRecord)
 AUDIT_EVENTS = _table(AuditEvent)
 AUDIT_CHAIN_HEADS = _table(AuditChainHead)
+AUDIT_CHECKPOINTS = _table(AuditCheckpoint)

@@ -21,6 +21,9 @@ router = APIRouter(prefix="/v1/audit-events", tags=["audit"])
     "",
     operation_id="audit-events-list",
     summary="List audit events",
+    # An event's correlation_id is absent, not null, when it has none: its hash recomputes
+    # from exactly the fields returned.
+    response_model_exclude_unset=True,
     responses=responses(200, 401, 403, 422, 503),
 )
 async def list_audit_events(
@@ -69,7 +72,10 @@ async def list_audit_events(
     responses=responses(200, 401, 403, 503),
 )
 async def verify_audit_events(ctx: CanAuditAll, db: SessionDep, now: ClockDep) -> AuditVerification:
-    """Re-derive every hash chain and report the first bad event, if any, and the head hash to
-    anchor outside the database (scope `audit:read_all`: the whole trail, every organisation's)."""
+    """Verify the hash chains from their last verified checkpoints and report the first bad
+    event, if any, and the head hash to anchor outside the database (scope `audit:read_all`: the
+    whole trail, every organisation's). Only the events appended since the last verification are
+    re-hashed; the chains found clean are checkpointed at their heads. Events at or before a
+    checkpoint are re-checked only by the full run of `referral-service audit verify --full`."""
     result = await audit_queries.verify_chains(session=db, ctx=ctx, now=now.now)
     return AuditVerification.model_validate(result.to_dict())

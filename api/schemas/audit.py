@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, PlainSerializer
+from pydantic import ConfigDict, Field, PlainSerializer
 
 from api.schemas.common import ResponseModel
 from service.core.canonical import utc_timestamp
@@ -16,7 +16,18 @@ class Actor(ResponseModel):
     org: str
 
 
+def _correlation_id_is_optional(schema: dict[str, Any]) -> None:
+    # The one field not always sent (see AuditEventPublic.correlation_id); when sent, a string.
+    schema["required"] = [name for name in schema.get("required", []) if name != "correlation_id"]
+    documented = schema["properties"]["correlation_id"]
+    documented.pop("anyOf", None)
+    documented.pop("default", None)
+    documented["type"] = "string"
+
+
 class AuditEventPublic(ResponseModel):
+    model_config = ConfigDict(json_schema_extra=_correlation_id_is_optional)
+
     seq: int
     chain: int
     chain_seq: int
@@ -28,7 +39,17 @@ class AuditEventPublic(ResponseModel):
     resource_type: str
     resource_id: str | None
     outcome: str
-    request_id: str
+    request_id: str = Field(
+        description="The service's own id for the request (its `X-Request-ID` response header)."
+    )
+    # Left unset, not null, when there is none: the route leaves unset fields out, so that an
+    # event's hash recomputes from exactly the fields returned, as it always has.
+    correlation_id: str | None = Field(
+        default=None,
+        description="The caller's own `X-Request-ID`, as it sent it (its `X-Correlation-ID` "
+        "response header). Present only when one was sent, and then part of the hashed "
+        "event. With the scope `audit:read`, shown only on your own organisation's events.",
+    )
     details: dict[str, Any] = Field(description="Ids, codes and counts; never personal data.")
     prev_hash: str | None = Field(
         description="The hash of the event before this one in its chain (all zeros for the "
@@ -57,8 +78,23 @@ class ChainHeadPublic(ResponseModel):
 
 class AuditVerification(ResponseModel):
     valid: bool
-    events_checked: int
+    events_checked: int = Field(
+        description="How many events this verification re-hashed: those after the checkpoints."
+    )
     first_invalid_seq: int | None
     problem: str | None
     head_hash: str = Field(description="SHA-256 over every chain's head: anchor it elsewhere.")
     heads: list[ChainHeadPublic]
+    mode: Literal["incremental", "full"] = Field(
+        description="`incremental` over HTTP: each chain is verified from its last verified "
+        "checkpoint on, and events at or before it are not re-checked (a full run, which "
+        "trusts no checkpoint, is `referral-service audit verify --full`)."
+    )
+    checkpoints: list[ChainHeadPublic] = Field(
+        description="The checkpoint each chain was verified from (chains without one were "
+        "verified from their first event). The chains found clean get a new checkpoint at "
+        "their head."
+    )
+    events_before_checkpoints: int = Field(
+        description="Events at or before those checkpoints: verified earlier, not re-checked."
+    )

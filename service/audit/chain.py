@@ -75,8 +75,14 @@ def event_hash(event: dict[str, Any]) -> str:
 
 
 def event_document(row: Mapping[str, Any]) -> dict[str, Any]:
-    """The hashed form of an event row (also the shape the API returns, with `hash`)."""
-    return {
+    """The hashed form of an event row (also the shape the API returns, with `hash`).
+
+    `correlation_id` (the caller's own X-Request-ID, migration 0007) is in the document only
+    when there is one: every event stored before it existed, and every event of a request that
+    sent none, hashes exactly as it always did, while a correlation id that is present cannot be
+    changed, added or removed without breaking the hash.
+    """
+    document = {
         "seq": int(row["seq"]),
         "chain": int(row["chain"]),
         "chain_seq": int(row["chain_seq"]),
@@ -90,6 +96,10 @@ def event_document(row: Mapping[str, Any]) -> dict[str, Any]:
         "details": row["details"],
         "prev_hash": row["prev_hash"],
     }
+    correlation_id = row.get("correlation_id")
+    if correlation_id is not None:
+        document["correlation_id"] = correlation_id
+    return document
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +159,7 @@ async def append(
         "resource_id": resource_id,
         "outcome": outcome,
         "request_id": ctx.request_id,
+        "correlation_id": ctx.correlation_id,
         "details": details or {},
         "prev_hash": prev_hash,
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,7 +13,7 @@ from sqlalchemy import ColumnElement, FromClause, Select, and_, case, func, lite
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.audit import chain, verification
+from service.audit import chain, checkpoints, verification
 from service.core.canonical import as_utc
 from service.core.context import RequestContext
 from service.core.errors import FieldProblem, InvalidContent
@@ -100,8 +101,12 @@ def _as_stored(row: Row[Any]) -> dict[str, Any]:
     return {**chain.event_document(dict(row._mapping)), "hash": row.hash}
 
 
-def _as_organisation_sees(row: Row[Any]) -> dict[str, Any]:
+def _as_organisation_sees(row: Row[Any], organisation: str) -> dict[str, Any]:
     event = chain.event_document(dict(row._mapping))
+    if row.actor_org != organisation:
+        # Another organisation's label for its own request (the team's, reading one of this
+        # organisation's referrals): theirs, not this organisation's to see.
+        event.pop("correlation_id", None)
     if row.is_probe:
         event.update(action=row.shown_action, outcome="not_found", details={})
     # No hashes in this view. A probe's real hash (or the prev_hash of the event after it, or
@@ -141,7 +146,7 @@ async def list_events(
     else:
         organisation = _OrganisationView.of(ctx.caller.org)
         query, shown_action = organisation.select(), organisation.action
-        present = _as_organisation_sees
+        present = functools.partial(_as_organisation_sees, organisation=ctx.caller.org)
     if referral_id:
         query = query.where(t.resource_type == "referral", t.resource_id == referral_id)
     if action:
@@ -169,16 +174,26 @@ async def list_events(
 async def verify_chains(
     *, session: AsyncSession, ctx: RequestContext, now: datetime
 ) -> verification.Verification:
-    """Verify first, then record that it was done (the new event is not part of the result)."""
-    result = await verification.verify(session)
+    """Verify what was appended since each chain's checkpoint, move the checkpoints of the
+    chains found clean, then record that it was done (the new event is not part of the result).
+
+    Incremental only: a full re-verification reads the whole trail, which no HTTP caller may
+    make the service do (that is `referral-service audit verify --full`)."""
+    result = await verification.verify(session, incremental=True)
+    db = await session.connection()
+    await checkpoints.advance(db, result.reached, now)
     await chain.append(
-        await session.connection(),
+        db,
         ctx,
         action="audit.verified",
         resource_type="audit",
         resource_id=None,
         outcome="success",
         now=now,
-        details={"valid": result.valid, "events_checked": result.events_checked},
+        details={
+            "valid": result.valid,
+            "mode": "incremental",
+            "events_checked": result.events_checked,
+        },
     )
     return result

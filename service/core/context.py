@@ -20,4 +20,8 @@ class Caller:
 @dataclass(frozen=True, slots=True)
 class RequestContext:
     caller: Caller
+    # Always the service's own id for the request (logs, the audit trail, X-Request-ID).
     request_id: str
+    # The caller's own X-Request-ID, if it sent a sane one: a label for the caller's records,
+    # never taken for ours (another organisation could send our ids as its own).
+    correlation_id: str | None = None

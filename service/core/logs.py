@@ -3,7 +3,9 @@
 Log records carry ids, routes, statuses and error class names; never request bodies, claim
 values or exception messages, which may hold personal data. Every record logged while a request
 is being served carries that request's `request_id`, whoever logs it (our code, SQLAlchemy,
-uvicorn), so that one request's lines can be found together.
+uvicorn), so that one request's lines can be found together; and, when the caller sent its own
+X-Request-ID, that value as `correlation_id`, a separate field: the caller chose it, so it may
+be anything sane, even another organisation's request id, and is never taken for ours.
 """
 
 from __future__ import annotations
@@ -27,30 +29,38 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 
 # Set by the request middleware for the length of one request. Each request an ASGI server
 # serves runs in a task of its own, with a copy of the context, so one cannot see another's.
-_REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
+# (request_id, correlation_id): ours, and the caller's own label if it sent one.
+_REQUEST: ContextVar[tuple[str, str | None] | None] = ContextVar("request", default=None)
 
 
-def bind_request_id(request_id: str) -> Token[str | None]:
-    return _REQUEST_ID.set(request_id)
+def bind_request_id(
+    request_id: str, correlation_id: str | None = None
+) -> Token[tuple[str, str | None] | None]:
+    return _REQUEST.set((request_id, correlation_id))
 
 
-def unbind_request_id(token: Token[str | None]) -> None:
-    _REQUEST_ID.reset(token)
+def unbind_request_id(token: Token[tuple[str, str | None] | None]) -> None:
+    _REQUEST.reset(token)
 
 
 def current_request_id() -> str | None:
-    return _REQUEST_ID.get()
+    bound = _REQUEST.get()
+    return bound[0] if bound else None
 
 
 class RequestIdFilter(logging.Filter):
-    """Adds the current request's id to each record that does not already carry one; a record
-    logged outside any request gets no `request_id` at all."""
+    """Adds the current request's id (and the caller's correlation id, if any) to each record
+    that does not already carry them; a record logged outside any request gets neither."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        bound = _REQUEST.get()
+        if bound is None:
+            return True
+        request_id, correlation_id = bound
         if not hasattr(record, "request_id"):
-            request_id = _REQUEST_ID.get()
-            if request_id is not None:
-                record.request_id = request_id
+            record.request_id = request_id
+        if correlation_id is not None and not hasattr(record, "correlation_id"):
+            record.correlation_id = correlation_id
         return True
 
 

@@ -16,7 +16,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select, update
 
-from service.models import AUDIT_EVENTS
+from service.models import AUDIT_CHECKPOINTS, AUDIT_EVENTS
 from tests.conftest import PARTNER_SCOPES
 from tests.factories import make_referral_body
 from tests.service.audit.test_audit_chain import tamper
@@ -107,7 +107,9 @@ async def test_each_action_records_one_event_with_its_actor_and_outcome(
     )
     event = await only_event(trail, response, 201)
     referral = response.json()
-    assert event["request_id"] == "req-create-1"
+    # The service's own id is the event's request id; the caller's is kept as its label.
+    assert event["request_id"] == response.headers["x-request-id"] != "req-create-1"
+    assert event["correlation_id"] == "req-create-1"
     assert (event["actor_sub"], event["actor_org"]) == ("hv-system-7", "RX1")
     assert (event["action"], event["outcome"]) == ("referral.created", "success")
     assert (event["resource_type"], event["resource_id"]) == ("referral", referral["id"])
@@ -290,6 +292,7 @@ async def test_events_carry_utc_times_and_the_api_shows_every_field(
         "resource_id",
         "outcome",
         "request_id",
+        "correlation_id",
         "details",
         "prev_hash",
         "hash",
@@ -299,7 +302,7 @@ async def test_events_carry_utc_times_and_the_api_shows_every_field(
     assert occurred.utcoffset() == timedelta(0)
     assert before <= occurred <= after
     assert event["actor"] == {"sub": "hv-system-9", "org": "RX1"}
-    assert event["request_id"] == "req-shape-1"
+    assert event["correlation_id"] == "req-shape-1" != event["request_id"]
     assert (event["chain_seq"], event["prev_hash"]) == (1, GENESIS)
 
 
@@ -310,8 +313,11 @@ async def test_every_hash_recomputes_from_the_api_and_each_chain_links_from_gene
     client: httpx.AsyncClient, auth: Auth
 ) -> None:
     partner = auth()
-    for _ in range(12):
-        referral_id = await create(client, partner)
+    for i in range(12):
+        # Half with the caller's own request id (hashed as correlation_id), half without
+        # (absent from the event, hashed exactly as events were before it existed).
+        labelled = {"X-Request-ID": f"partner-{i}"} if i % 2 else {}
+        referral_id = await create(client, partner, **labelled)
         assert (await client.get(f"/v1/referrals/{referral_id}", headers=partner)).is_success
     await client.get(f"/v1/referrals/{uuid.uuid4()}", headers=auth(org="RX2"))
     auditor = auth(**AUDITOR)
@@ -319,6 +325,7 @@ async def test_every_hash_recomputes_from_the_api_and_each_chain_links_from_gene
 
     events = await all_events_via_api(client, auditor)
     assert len(events) == 26
+    assert sum("correlation_id" in e for e in events) == 6
     chains: dict[int, list[dict[str, Any]]] = {}
     for event in events:
         assert recompute_hash(event) == event["hash"], event
@@ -504,7 +511,7 @@ async def test_a_hundred_events_fit_one_page(client: httpx.AsyncClient, auth: Au
 # --- verify over HTTP ----------------------------------------------------------------------------
 
 
-async def test_verify_over_http_reports_the_first_bad_event(
+async def test_verify_over_http_reports_the_first_bad_event_after_the_checkpoints(
     client: httpx.AsyncClient, auth: Auth, trail: Trail, database_url: str
 ) -> None:
     partner = auth()
@@ -516,9 +523,12 @@ async def test_verify_over_http_reports_the_first_bad_event(
     assert clean.json()["valid"] is True
     assert clean.json()["events_checked"] == 6
     assert clean.json()["first_invalid_seq"] is None
+    checkpointed = await trail.all()
 
-    events = await trail.all()
-    target = events[2]
+    for _ in range(3):
+        await create(client, partner)
+    # One of the events appended since that verification (all of them: after its checkpoints).
+    target = [e for e in await trail.all() if e["seq"] > checkpointed[-1]["seq"]][1]
     await tamper(
         database_url,
         update(AUDIT_EVENTS)
@@ -530,5 +540,71 @@ async def test_verify_over_http_reports_the_first_bad_event(
     body = tampered.json()
     assert body["valid"] is False
     assert body["first_invalid_seq"] == target["seq"]
-    assert body["events_checked"] == 7
+    # The first verification's own event and the three referrals: nothing before them.
+    assert body["events_checked"] == 4
+    assert body["events_before_checkpoints"] == 6
     assert len(body["head_hash"]) == 64
+
+    # The tampered chain's checkpoint did not move past the bad event: every later call sees it.
+    again = await client.get("/v1/audit-events/verify", headers=auditor)
+    assert (again.json()["valid"], again.json()["first_invalid_seq"]) == (False, target["seq"])
+
+
+async def test_a_second_verify_checks_only_the_events_appended_since_the_first(
+    client: httpx.AsyncClient, auth: Auth, trail: Trail
+) -> None:
+    partner, auditor = auth(), auth(**AUDITOR)
+    for _ in range(5):
+        await create(client, partner)
+
+    first = (await client.get("/v1/audit-events/verify", headers=auditor)).json()
+    assert (first["valid"], first["mode"], first["events_checked"]) == (True, "incremental", 5)
+    assert (first["checkpoints"], first["events_before_checkpoints"]) == ([], 0)
+
+    for _ in range(3):
+        await create(client, partner)
+    second = (await client.get("/v1/audit-events/verify", headers=auditor)).json()
+    assert second["valid"] is True, second["problem"]
+    # The three referrals and the first verification's own event; not the five before.
+    assert second["events_checked"] == 4
+    assert second["events_before_checkpoints"] == 5
+    # It started each chain where the first one ended: at the heads the first one reported.
+    assert second["checkpoints"] == [h for h in first["heads"] if h["chain_seq"] > 0]
+
+    third = (await client.get("/v1/audit-events/verify", headers=auditor)).json()
+    assert (third["valid"], third["events_checked"], third["events_before_checkpoints"]) == (
+        True,
+        1,
+        9,
+    )
+    events = await trail.all()
+    assert third["events_checked"] + third["events_before_checkpoints"] == len(events) - 1
+
+
+async def test_concurrent_verifications_and_appends_stay_valid_and_checkpoints_only_advance(
+    client: httpx.AsyncClient, auth: Auth, trail: Trail, app: FastAPI
+) -> None:
+    partner, auditor = auth(), auth(**AUDITOR)
+
+    async def one(i: int) -> dict[str, Any]:
+        if i % 3 == 0:
+            response = await client.get("/v1/audit-events/verify", headers=auditor)
+            assert response.status_code == 200, response.text
+            verified: dict[str, Any] = response.json()
+            return verified
+        await create(client, partner)
+        return {"valid": True}
+
+    results = await asyncio.gather(*(one(i) for i in range(30)))
+    assert all(r["valid"] for r in results), [r.get("problem") for r in results]
+
+    # Every checkpoint names an event exactly as stored: the one at its chain position.
+    async with app.state.services.engine.connect() as conn:
+        stored = (await conn.execute(select(AUDIT_CHECKPOINTS))).mappings().all()
+    at = {(e["chain"], e["chain_seq"]): e for e in await trail.all()}
+    assert stored
+    for checkpoint in stored:
+        event = at[(checkpoint["chain"], checkpoint["chain_seq"])]
+        assert (event["seq"], event["hash"]) == (checkpoint["seq"], checkpoint["hash"])
+    final = (await client.get("/v1/audit-events/verify", headers=auditor)).json()
+    assert final["valid"] is True, final["problem"]

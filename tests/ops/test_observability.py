@@ -124,10 +124,11 @@ async def test_logs_carry_request_facts_and_no_personal_data(
         ("/v1/referrals", 422),
         ("/v1/referrals", 400),
     }
-    first = next(a for a in access if a["request_id"] == "req-42")
+    first = next(a for a in access if a.get("correlation_id") == "req-42")
     assert {"time", "level", "message", "request_id", "route", "status", "duration_ms"} <= set(
         first
     )
+    assert first["request_id"] != "req-42"
     everything = "\n".join(lines)
     assert not [p for p in PERSONAL if p in everything]
 

@@ -88,7 +88,7 @@ async def test_two_instances_share_idempotency_and_one_valid_audit_trail(
             assert verified.json()["events_checked"] == created_or_replayed + 1
 
     cli = subprocess.run(
-        [str(Path(sys.executable).with_name("referral-service")), "audit", "verify"],
+        [str(Path(sys.executable).with_name("referral-service")), "audit", "verify", "--full"],
         env=env,
         capture_output=True,
         cwd=tmp_path,

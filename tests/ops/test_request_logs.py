@@ -84,7 +84,9 @@ async def test_a_database_error_is_logged_with_the_request_id(
 
     records = [r for r in lines(printed) if r["logger"].startswith(("api.", "service."))]
     assert [r["message"] for r in records if r["logger"] == "api.problems"] == ["database error"]
-    assert records and all(r.get("request_id") == "req-db-1" for r in records), records
+    ours = response.headers["x-request-id"]
+    assert records and all(r.get("request_id") == ours for r in records), records
+    assert all(r.get("correlation_id") == "req-db-1" for r in records), records
 
 
 async def test_concurrent_requests_keep_their_own_ids(
@@ -110,13 +112,19 @@ async def test_concurrent_requests_keep_their_own_ids(
             for i in ids
         )
     )
-    assert [r.headers["x-request-id"] for r in responses] == ids
+    assert [r.headers["x-correlation-id"] for r in responses] == ids
 
     records = [r for r in lines(printed) if r["message"] in ("start", "end")]
     assert len(records) == 10
-    for request_id in ids:
-        mine = [r["message"] for r in records if r.get("request_id") == request_id]
-        assert mine == ["start", "end"], records
+    for response in responses:
+        request_id = response.headers["x-request-id"]
+        mine = [
+            (r["message"], r["correlation_id"])
+            for r in records
+            if r.get("request_id") == request_id
+        ]
+        theirs = response.headers["x-correlation-id"]
+        assert mine == [("start", theirs), ("end", theirs)], records
 
 
 async def test_the_servers_own_record_of_a_crash_mid_response_carries_the_id(
@@ -142,7 +150,11 @@ async def test_the_servers_own_record_of_a_crash_mid_response_carries_the_id(
         port = server.servers[0].sockets[0].getsockname()[1]
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
             with pytest.raises(httpx.HTTPError):
-                await http.get("/test-only/stream", headers={"X-Request-ID": "req-mid-stream"})
+                async with http.stream(
+                    "GET", "/test-only/stream", headers={"X-Request-ID": "req-mid-stream"}
+                ) as streamed:
+                    ours = streamed.headers["x-request-id"]
+                    await streamed.aread()
     finally:
         server.should_exit = True
         await serving
@@ -150,6 +162,22 @@ async def test_the_servers_own_record_of_a_crash_mid_response_carries_the_id(
     records = lines(printed)
     crash = [r for r in records if r["logger"] == "uvicorn.error" and r["level"] == "error"]
     assert crash, records
-    assert all(r.get("request_id") == "req-mid-stream" for r in crash), crash
+    assert all(r.get("request_id") == ours for r in crash), crash
+    assert all(r.get("correlation_id") == "req-mid-stream" for r in crash), crash
     started = [r for r in records if r["message"].startswith("Uvicorn running")]
     assert started and "request_id" not in started[0]
+
+
+async def test_logs_carry_our_request_id_and_the_callers_correlation_id_apart(
+    client: httpx.AsyncClient, auth, printed: io.StringIO
+) -> None:
+    response = await client.get("/v1/referrals", headers={**auth(), "X-Request-ID": "theirs-1"})
+    assert response.status_code == 200
+    [access] = [r for r in lines(printed) if r["logger"] == "api.access"]
+    assert access["request_id"] == response.headers["x-request-id"]
+    assert access["correlation_id"] == "theirs-1"
+
+    plain = await client.get("/v1/referrals", headers=auth())
+    [access] = [r for r in lines(printed) if r["logger"] == "api.access"][1:]
+    assert access["request_id"] == plain.headers["x-request-id"]
+    assert "correlation_id" not in access

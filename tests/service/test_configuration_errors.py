@@ -168,3 +168,50 @@ def test_missing_ruleset_file_stops_serve_with_one_line(tmp_path: Path) -> None:
     path = tmp_path / "nowhere.toml"
     result = run_cli(["serve"], tmp_path, ruleset_path=str(path))
     assert_one_line_refusal(result, "REFERRAL_RULESET_PATH", str(path), "cannot read")
+
+
+@pytest.mark.postgres_only
+@pytest.mark.parametrize(
+    "command", [["audit", "verify"], ["audit", "verify", "--full"], ["audit", "head"]]
+)
+@pytest.mark.parametrize(
+    ("change", "cause"),
+    [
+        ({"database": "referral_no_such_database"}, "database does not exist"),
+        ({"username": "referral_no_such_role", "password": PASSWORD}, "authentication failed"),
+    ],
+    ids=["wrong-database", "wrong-role"],
+)
+def test_audit_commands_refused_by_the_database_are_one_line(
+    tmp_path: Path, database_url: str, command: list[str], change: dict[str, str], cause: str
+) -> None:
+    url = make_url(database_url).set(drivername="postgresql", **change)
+    result = run_cli(command, tmp_path, database_url=url.render_as_string(hide_password=False))
+    line = assert_one_line_refusal(result, "REFERRAL_DATABASE_URL", "refused", cause)
+    for secret in change.values():
+        assert secret not in line
+
+
+@pytest.mark.parametrize("command", [["audit", "verify"], ["audit", "head"]])
+def test_audit_commands_without_a_database_to_reach_are_one_line(
+    tmp_path: Path, command: list[str]
+) -> None:
+    # Nothing listens on a free port: the connection is refused at once.
+    url = f"postgresql://deployer:{PASSWORD}@127.0.0.1:{free_port()}/referrals"
+    result = run_cli(command, tmp_path, database_url=url)
+    assert_one_line_refusal(result, "REFERRAL_DATABASE_URL", "cannot connect to the database")
+
+
+@pytest.mark.parametrize("ttl", ["86401", "0", "-5"])
+def test_dev_token_longer_than_the_service_accepts_is_refused(tmp_path: Path, ttl: str) -> None:
+    result = run_cli(["dev-token", "--ttl", ttl], tmp_path)
+    assert_one_line_refusal(result, "--ttl", "REFERRAL_JWT_MAX_LIFETIME_SECONDS (86400)")
+    assert result.stdout == ""
+
+
+def test_dev_token_ttl_follows_the_configured_maximum(tmp_path: Path) -> None:
+    refused = run_cli(["dev-token", "--ttl", "601"], tmp_path, jwt_max_lifetime_seconds="600")
+    assert_one_line_refusal(refused, "REFERRAL_JWT_MAX_LIFETIME_SECONDS (600)")
+    minted = run_cli(["dev-token", "--ttl", "600"], tmp_path, jwt_max_lifetime_seconds="600")
+    assert minted.returncode == 0, minted.stderr
+    assert minted.stdout.strip().count(".") == 2

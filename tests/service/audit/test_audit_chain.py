@@ -282,6 +282,8 @@ async def test_sqlite_serialises_parallel_writers_from_two_instances_onto_one_ch
         ("details", {"returned": 99}),
         ("occurred_at", datetime(2020, 1, 1, tzinfo=UTC)),
         ("request_id", "another-request"),
+        # Absent from an event that had none: adding one changes the hashed document.
+        ("correlation_id", "added-later"),
     ],
 )
 async def test_an_edited_field_is_found_and_named(
@@ -296,6 +298,33 @@ async def test_an_edited_field_is_found_and_named(
     assert not result.valid
     assert result.first_invalid_seq == target["seq"]
     assert result.events_checked == 24
+
+
+@pytest.mark.parametrize("value", [None, "another-label"])
+async def test_a_removed_or_changed_correlation_id_is_found(
+    client: httpx.AsyncClient,
+    auth: Callable[..., dict[str, str]],
+    settings: Settings,
+    database_url: str,
+    value: str | None,
+) -> None:
+    for i in range(4):
+        created = await client.post(
+            "/v1/referrals",
+            json=make_referral_body(),
+            headers={**auth(), "X-Request-ID": f"theirs-{i}"},
+        )
+        assert created.status_code == 201, created.text
+    target = busiest_chain(await raw_events(database_url))[1]
+    assert target["correlation_id"] is not None
+    await tamper(
+        database_url,
+        update(EVENTS).where(EVENTS.c.seq == target["seq"]).values(correlation_id=value),
+    )
+
+    result = await verify(settings)
+    assert not result.valid
+    assert result.first_invalid_seq == target["seq"]
 
 
 async def test_an_edit_with_the_hash_recomputed_is_found_at_the_next_event(

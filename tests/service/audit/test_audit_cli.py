@@ -14,7 +14,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from service.cli import main
-from service.models import AUDIT_CHAIN_HEADS, AUDIT_EVENTS
+from service.models import AUDIT_CHAIN_HEADS, AUDIT_CHECKPOINTS, AUDIT_EVENTS
 from tests.conftest import ALL_SCOPES
 from tests.factories import make_referral_body
 from tests.service.audit.test_audit_chain import tamper
@@ -83,11 +83,12 @@ async def test_verify_exits_0_on_a_clean_trail_and_1_naming_the_first_bad_event(
         database_url,
         update(AUDIT_EVENTS).where(AUDIT_EVENTS.c.seq == target["seq"]).values(outcome="denied"),
     )
-    code, out, err = await cli(capsys, "audit", "verify")
+    code, out, err = await cli(capsys, "audit", "verify", "--full")
     assert code == 1
     assert f"seq {target['seq']}" in err
     report = json.loads(out)
     assert report["valid"] is False
+    assert report["mode"] == "full"
     assert report["first_invalid_seq"] == target["seq"]
 
 
@@ -147,8 +148,14 @@ async def test_verify_with_an_anchor_finds_a_cut_off_tail(
     )
     anchored_seq = pinned["seq"]
 
-    code, out, err = await cli(capsys, "audit", "verify")
+    code, out, err = await cli(capsys, "audit", "verify", "--full")
+    assert code == 1, "the checkpoints the earlier runs recorded act as anchors inside the database"
+    assert "checkpoint" in err
+    # An attacker who also rewinds the checkpoints leaves nothing inside the database to see...
+    await tamper(database_url, delete(AUDIT_CHECKPOINTS))
+    code, out, err = await cli(capsys, "audit", "verify", "--full")
     assert code == 0, "without an anchor, a consistent rewind cannot be seen"
+    # ...but the anchor kept outside it shows the cut.
     code, out, err = await cli(capsys, "audit", "verify", "--anchor", str(anchor))
     assert code == 1
     assert f"seq {anchored_seq}" in err

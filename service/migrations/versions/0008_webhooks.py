@@ -9,6 +9,8 @@ Create Date: 2026-12-06
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -20,7 +22,7 @@ depends_on = None
 BigIntPK = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
-def _at(name: str, *, nullable: bool = False) -> sa.Column[sa.DateTime]:
+def _at(name: str, *, nullable: bool = False) -> sa.Column[datetime]:
     return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
 
 

@@ -75,7 +75,7 @@ class Dispatcher:
             while True:
                 try:
                     sent = await self.run_once()
-                    await self._observe_backlog()
+                    await self.observe_backlog()
                 except asyncio.CancelledError:
                     raise
                 except Exception:
@@ -173,7 +173,8 @@ class Dispatcher:
                 extra={"event_id": claimed.event_id, "subscription_id": claimed.subscription_id},
             )
 
-    async def _observe_backlog(self) -> None:
+    async def observe_backlog(self) -> None:
+        """Set the outbox depth and oldest-pending-age gauges from the database."""
         async with self.units.begin() as session:
             backlog = await repository.backlog(await session.connection())
         metrics.WEBHOOK_OUTBOX_DEPTH.set(backlog.depth)

@@ -6,8 +6,11 @@ without waiting for it."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from datetime import timedelta
+
+import pytest
 
 from service.notifications.dispatcher import RETRY_SCHEDULE
 from service.notifications.safety import UrlPolicy
@@ -215,3 +218,43 @@ async def test_the_connection_goes_to_the_address_that_was_checked(hooks: Hooks)
         [message] = hook.snapshot()
         assert message.headers["host"] == f"receiver.invalid:{hook.port}"
         assert message.verify(made.secret)["data"]["id"] == "r-1"
+
+
+async def test_metrics_count_attempts_by_result_and_show_the_backlog(hooks: Hooks) -> None:
+    from prometheus_client import REGISTRY
+
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    with receiver(always(500)) as hook:
+        await hooks.subscribe(hook.url)
+        await hooks.publish("r-1")
+        before = sample("referral_webhook_attempts_total", result="http_status")
+        dispatcher = hooks.dispatcher()
+        hooks.clock.advance(90)
+        await dispatcher.observe_backlog()
+        assert sample("referral_webhook_outbox_depth") == 1
+        assert sample("referral_webhook_oldest_pending_seconds") >= 90
+        await dispatcher.run_once()
+        assert sample("referral_webhook_attempts_total", result="http_status") == before + 1
+        # Labels are the result class only: never an organisation, a URL or an id.
+        families = [m for m in REGISTRY.collect() if m.name.startswith("referral_webhook")]
+        labels = {key for m in families for s in m.samples for key in s.labels}
+        assert labels <= {"result"}
+
+
+async def test_each_attempt_is_logged_without_the_body(
+    hooks: Hooks, caplog: pytest.LogCaptureFixture
+) -> None:
+    with receiver(always(201)) as hook:
+        made = await hooks.subscribe(hook.url)
+        await hooks.publish("r-1", reference="REF-DISTINCT")
+        with caplog.at_level(logging.INFO, logger="service.notifications"):
+            await hooks.dispatcher().run_once()
+        [record] = [r for r in caplog.records if r.getMessage() == "webhook attempt"]
+        [message] = hook.snapshot()
+        assert record.event_id == message.headers["webhook-id"]  # type: ignore[attr-defined]
+        assert record.subscription_id == made.subscription.id  # type: ignore[attr-defined]
+        assert record.status_code == 201  # type: ignore[attr-defined]
+        assert record.duration_ms >= 0  # type: ignore[attr-defined]
+        assert "REF-DISTINCT" not in str(record.__dict__)

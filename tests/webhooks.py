@@ -69,6 +69,8 @@ class Receiver:
 
 def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as real receivers
+
         def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
             body = self.rfile.read(int(self.headers.get("content-length", "0")))
             with receiver.lock:
@@ -88,9 +90,8 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
-                self.send_header("content-length", "2")
+                self.send_header("content-length", "0")  # 204 may carry no body
                 self.end_headers()
-                self.wfile.write(b"ok")
             except OSError:
                 pass  # the dispatcher gave up waiting (a timeout test)
 
@@ -100,9 +101,13 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 256  # the default 5 refuses a dispatcher's burst of connections
+
+
 @contextmanager
 def receiver(plan: Plan | None = None) -> Iterator[Receiver]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    server = _Server(("127.0.0.1", 0), BaseHTTPRequestHandler)
     server.daemon_threads = True
     found = Receiver(port=server.server_address[1])
     if plan is not None:

@@ -60,8 +60,8 @@ def _delivery(row: DeliveryRow) -> WebhookDeliveryPublic:
 async def _audit(
     db: AsyncSession, ctx: RequestContext, action: str, row: SubscriptionRow, now: ClockDep
 ) -> None:
-    # No secret and no URL (it may carry a token of the receiver's): the events and the host
-    # kind are what an auditor needs.
+    # No secret and no URL (its path or query may carry a token of the receiver's): the
+    # subscription's id, events and team flag are what an auditor needs.
     await chain.append(
         await db.connection(),
         ctx,

@@ -78,17 +78,23 @@ async def attempt(
         return Result(duration=time.perf_counter() - started, **fields)  # type: ignore[arg-type]
 
     try:
-        target = await policy.resolve(url)
+        # Bounded too: a slow resolver must not hold the attempt past its timeout.
+        async with asyncio.timeout(timeout):
+            target = await policy.resolve(url)
     except UnsafeUrl:
         return done(ok=False, status_code=None, error="address_refused")
+    except TimeoutError:
+        return done(ok=False, status_code=None, error="timeout")
     now = datetime.now(UTC)
+    # The connection goes to the checked address; the URL's host name stays in the Host
+    # header and in TLS (SNI and certificate verification), as if we had connected by name.
+    port = httpx.URL(url).port
+    host = target.host if ":" not in target.host else f"[{target.host}]"
     headers = {
         "content-type": "application/json",
-        "host": target.host if ":" not in target.host else f"[{target.host}]",
+        "host": host if port is None else f"{host}:{port}",
         **signing.headers(secrets, message_id, int(now.timestamp()), body),
     }
-    if httpx.URL(url).port is not None:
-        headers["host"] += f":{httpx.URL(url).port}"
     try:
         async with asyncio.timeout(timeout):
             request = client.build_request(

@@ -117,6 +117,8 @@ class Settings(BaseSettings):
     webhook_lease_seconds: int = Field(default=60, ge=20, le=3600)
     webhook_batch_size: int = Field(default=20, ge=1, le=500)
     webhook_max_subscriptions: int = Field(default=25, ge=1, le=1000)
+    # Finished deliveries (succeeded or failed) are kept this long for the deliveries log.
+    webhook_retention_days: int = Field(default=30, ge=1, le=3650)
 
     @field_validator("jwt_algorithms", mode="before")
     @classmethod

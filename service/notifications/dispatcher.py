@@ -52,6 +52,7 @@ class Dispatcher:
         poll_seconds: float = 1.0,
         batch_size: int = 20,
         owner: str | None = None,
+        retention: timedelta = timedelta(days=30),
         jitter: Callable[[], float] = lambda: random.uniform(1 - JITTER, 1 + JITTER),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -65,6 +66,8 @@ class Dispatcher:
         self.owner = owner or f"dispatcher-{uuid.uuid4().hex[:12]}"
         self.jitter = jitter
         self.clock = clock
+        self.retention = retention
+        self._next_purge = clock()
         self._wake = asyncio.Event()
         self._client = delivery.new_client(timeout)
 
@@ -76,6 +79,8 @@ class Dispatcher:
                 try:
                     sent = await self.run_once()
                     await self.observe_backlog()
+                    if self.clock() >= self._next_purge:
+                        await self.purge()
                 except asyncio.CancelledError:
                     raise
                 except Exception:
@@ -173,6 +178,15 @@ class Dispatcher:
                 extra={"event_id": claimed.event_id, "subscription_id": claimed.subscription_id},
             )
 
+    async def purge(self) -> int:
+        """Forget finished deliveries older than the retention (at most hourly from run())."""
+        now = self.clock()
+        self._next_purge = now + timedelta(hours=1)
+        async with self.units.begin() as session:
+            return await repository.purge(
+                await session.connection(), finished_before=now - self.retention
+            )
+
     async def observe_backlog(self) -> None:
         """Set the outbox depth and oldest-pending-age gauges from the database."""
         async with self.units.begin() as session:
@@ -197,6 +211,7 @@ def from_settings(
         lease=timedelta(seconds=settings.webhook_lease_seconds),
         poll_seconds=settings.webhook_poll_seconds,
         batch_size=settings.webhook_batch_size,
+        retention=timedelta(days=settings.webhook_retention_days),
     )
 
 

@@ -463,3 +463,11 @@ async def backlog(db: AsyncConnection) -> Backlog:
         )
     ).one()
     return Backlog(int(row[0]), as_utc(row[1]) if row[1] is not None else None)
+
+
+async def purge(db: AsyncConnection, *, finished_before: datetime) -> int:
+    """Forget deliveries that ended (succeeded or failed) before `finished_before`."""
+    result = await db.execute(
+        delete(_D).where(_D.c.status.in_((SUCCEEDED, FAILED)), _D.c.finished_at < finished_before)
+    )
+    return int(result.rowcount or 0)

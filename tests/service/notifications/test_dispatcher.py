@@ -258,3 +258,19 @@ async def test_each_attempt_is_logged_without_the_body(
         assert record.status_code == 201  # type: ignore[attr-defined]
         assert record.duration_ms >= 0  # type: ignore[attr-defined]
         assert "REF-DISTINCT" not in str(record.__dict__)
+
+
+async def test_finished_deliveries_are_forgotten_after_the_retention(hooks: Hooks) -> None:
+    with receiver(lambda n: (204, 0.0, {}) if n == 0 else (500, 0.0, {})) as hook:
+        await hooks.subscribe(hook.url)
+        await hooks.publish("r-1")
+        await hooks.publish("r-2")
+        dispatcher = hooks.dispatcher(retention=timedelta(days=30), batch_size=1)
+        await dispatcher.run_once()  # r-1 succeeds
+        await dispatcher.run_once()  # r-2 fails once: still pending
+        hooks.clock.advance(29 * 86400)
+        assert await dispatcher.purge() == 0
+        hooks.clock.advance(2 * 86400)
+        assert await dispatcher.purge() == 1
+        [left] = await hooks.deliveries()
+        assert (left.referral_id, left.status) == ("r-2", "pending")

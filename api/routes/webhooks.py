@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Body, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import JSON_BODY_ONLY, CanManageWebhooks, ClockDep, ServicesDep, SessionDep
@@ -22,6 +22,30 @@ from service.auth.scopes import SCOPE_TRIAGE
 from service.core.context import RequestContext
 from service.notifications import subscriptions
 from service.notifications.repository import DeliveryRow, SubscriptionRow
+
+SUBSCRIPTION_EXAMPLES = Body(
+    openapi_examples={
+        "status_changes": {
+            "summary": "A referrer: every move of your organisation's referrals",
+            "value": {
+                "url": "https://partner.example/hooks/referrals",
+                "events": ["referral.status_changed"],
+                "description": "Case management system",
+            },
+        },
+        "team": {
+            "summary": "The team (with referrals:triage): new referrals, alerts first",
+            "value": {
+                "url": "https://team.example/hooks/referrals",
+                "events": [
+                    "referral.safeguarding_alert",
+                    "referral.created",
+                    "referral.status_changed",
+                ],
+            },
+        },
+    }
+)
 
 router = APIRouter(
     prefix="/v1/webhook-subscriptions", tags=["webhooks"], route_class=StrictJsonRoute
@@ -83,7 +107,7 @@ async def _audit(
     responses=responses(201, 400, 401, 403, 409, 413, 415, 422, 503),
 )
 async def create_subscription(
-    body: WebhookSubscriptionCreate,
+    body: Annotated[WebhookSubscriptionCreate, SUBSCRIPTION_EXAMPLES],
     ctx: CanManageWebhooks,
     db: SessionDep,
     now: ClockDep,

@@ -95,7 +95,20 @@ class Dispatcher:
                 self._wake.clear()
         finally:
             outbox.unregister(self._wake)
+            await self._release()
             await self._client.aclose()
+
+    async def _release(self) -> None:
+        """Stopping (SIGTERM, app shutdown): hand back what is in flight instead of leaving it
+        to wait for the lease to run out. A dispatcher that is killed cannot: its lease can."""
+        try:
+            async with self.units.begin() as session:
+                released = await repository.release(await session.connection(), owner=self.owner)
+        except Exception:
+            logger.exception("webhook deliveries not released; their leases will run out")
+            return
+        if released:
+            logger.info("webhook deliveries released", extra={"count": released})
 
     async def aclose(self) -> None:
         await self._client.aclose()

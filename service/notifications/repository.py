@@ -471,3 +471,20 @@ async def purge(db: AsyncConnection, *, finished_before: datetime) -> int:
         delete(_D).where(_D.c.status.in_((SUCCEEDED, FAILED)), _D.c.finished_at < finished_before)
     )
     return int(result.rowcount or 0)
+
+
+async def release(db: AsyncConnection, *, owner: str) -> int:
+    """Give back the deliveries `owner` holds (it is stopping): due again at once, for any
+    dispatcher. Their attempt may have reached the receiver: delivery is at least once."""
+    d = _D.c
+    result = await db.execute(
+        update(_D)
+        .where(d.lease_owner == owner, d.status == DELIVERING)
+        .values(
+            status=PENDING,
+            lease_owner=None,
+            lease_expires_at=None,
+            attempts=d.attempts - 1,
+        )
+    )
+    return int(result.rowcount or 0)

@@ -274,3 +274,19 @@ async def test_finished_deliveries_are_forgotten_after_the_retention(hooks: Hook
         assert await dispatcher.purge() == 1
         [left] = await hooks.deliveries()
         assert (left.referral_id, left.status) == ("r-2", "pending")
+
+
+async def test_a_dispatcher_that_is_stopped_hands_back_what_it_holds(hooks: Hooks) -> None:
+    with receiver(lambda n: (204, 3.0 if n == 0 else 0.0, {})) as hook:
+        await hooks.subscribe(hook.url)
+        await hooks.publish("r-1")
+        stopping = hooks.dispatcher(poll_seconds=0.05)
+        task = asyncio.create_task(stopping.run())
+        await hook.wait_for(1)
+        task.cancel()  # SIGTERM or the app's shutdown: run() ends cleanly
+        await asyncio.gather(task, return_exceptions=True)
+        [row] = await hooks.deliveries()
+        assert (row.status, row.attempts, row.lease_owner) == ("pending", 0, None)
+        assert await hooks.dispatcher().run_once() == 1  # at once, no lease to wait for
+        [row] = await hooks.deliveries()
+        assert row.status == "succeeded"

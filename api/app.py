@@ -15,7 +15,7 @@ from api.deps import Services
 from api.middleware import RequestContextMiddleware
 from api.openapi_custom import customise
 from api.rate_limit import RateLimitMiddleware
-from api.routes import audit, eligibility, health, lifecycle, pathway, referrals
+from api.routes import audit, eligibility, health, lifecycle, pathway, referrals, webhooks
 from eligibility import Ruleset, default_ruleset, load_ruleset
 from service.audit.anchor import log_head_forever
 from service.auth.tokens import TokenVerifier
@@ -24,6 +24,7 @@ from service.core.database import create_engine, is_sqlite, make_sessionmaker
 from service.core.logs import configure_logging
 from service.core.rate_limits import RateLimits
 from service.core.settings import Settings, get_settings
+from service.notifications import dispatcher
 
 API_VERSION = "1.0.0"
 DESCRIPTION = """\
@@ -37,7 +38,7 @@ team clinician confirms it later. No diagnosis is ever required. Every action is
 Authenticate with a bearer JWT carrying `sub`, `org` and `scope` (space-separated:
 `referrals:submit`, `referrals:read`, `referrals:triage`, `audit:read` for your organisation's
 audit events, `audit:read_all` for the team's information governance: every event and
-verifying the trail).
+verifying the trail, `webhooks:manage` for your organisation's webhook subscriptions).
 """
 
 
@@ -70,9 +71,19 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             anchor_task = asyncio.create_task(
                 log_head_forever(services.sessions, settings.audit_head_log_seconds)
             )
+        webhooks = None
+        if settings.webhook_dispatcher:
+            # In-process by default, so `make run` delivers with nothing else running.
+            webhooks = dispatcher.from_settings(
+                settings, services.units, policy=services.url_policy
+            )
+            dispatch_task = asyncio.create_task(webhooks.run())
         try:
             yield
         finally:
+            if webhooks is not None:
+                dispatch_task.cancel()
+                await asyncio.gather(dispatch_task, return_exceptions=True)
             if anchor_task is not None:
                 anchor_task.cancel()
             await services.verifier.aclose()
@@ -104,6 +115,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(eligibility.router)
     app.include_router(pathway.router)
     app.include_router(audit.router)
+    app.include_router(webhooks.router)
     app.include_router(health.router)
     docs.install(app)
     _install_openapi(app, services.ruleset)

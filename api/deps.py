@@ -21,6 +21,7 @@ from service.auth.scopes import (
     SCOPE_READ,
     SCOPE_SUBMIT,
     SCOPE_TRIAGE,
+    SCOPE_WEBHOOKS,
 )
 from service.auth.tokens import (
     InvalidToken,
@@ -30,6 +31,8 @@ from service.core.context import RequestContext
 from service.core.errors import AuditNote, Forbidden, Unauthenticated, audited
 from service.core.settings import Settings
 from service.core.unit_of_work import UnitOfWork
+from service.notifications import outbox
+from service.notifications.safety import UrlPolicy
 
 
 # async: FastAPI runs a plain `def` dependency in a worker thread, a costly hop per request.
@@ -58,13 +61,20 @@ class Services:
     ruleset: Ruleset
     verifier: TokenVerifier
     clock: Callable[[], datetime] = utc_now
+    # Where webhooks may go (SSRF): built from the settings unless a test hands in a resolver.
+    url_policy: UrlPolicy | None = None
     units: UnitOfWork = field(init=False)
 
     def __post_init__(self) -> None:
         # The clock is read through self, so a test that replaces it moves refusals' times too.
         self.units = UnitOfWork(
-            self.sessions, clock=lambda: self.clock(), record_refusal=record_refusal
+            self.sessions,
+            clock=lambda: self.clock(),
+            record_refusal=record_refusal,
+            listeners=(outbox.write,),  # the webhook outbox, written in each transaction
         )
+        if self.url_policy is None:
+            self.url_policy = UrlPolicy(allow_insecure=self.settings.webhook_allow_insecure)
 
 
 async def services_of(request: Request) -> Services:
@@ -162,6 +172,9 @@ CanSubmitOrTriage = Annotated[
 CanTriage = Annotated[RequestContext, Depends(_require(SCOPE_TRIAGE, resource_type="referral"))]
 CanAudit = Annotated[
     RequestContext, Depends(_require(SCOPE_AUDIT, SCOPE_AUDIT_ALL, resource_type="audit"))
+]
+CanManageWebhooks = Annotated[
+    RequestContext, Depends(_require(SCOPE_WEBHOOKS, resource_type="webhook_subscription"))
 ]
 CanAuditAll = Annotated[RequestContext, Depends(_require(SCOPE_AUDIT_ALL, resource_type="audit"))]
 

@@ -47,6 +47,13 @@ REQUIRED_SCOPES: dict[str, tuple[str, ...]] = {
     "referrals-withdraw": ("referrals:submit", "referrals:triage"),
     "referrals-close": ("referrals:triage",),
     "referrals-history": ("referrals:read", "referrals:triage"),
+    "webhook-subscriptions-create": ("webhooks:manage",),
+    "webhook-subscriptions-list": ("webhooks:manage",),
+    "webhook-subscriptions-delete": ("webhooks:manage",),
+    "webhook-subscriptions-rotate-secret": ("webhooks:manage",),
+    "webhook-subscriptions-ping": ("webhooks:manage",),
+    "webhook-subscriptions-deliveries": ("webhooks:manage",),
+    "webhook-subscriptions-deliveries-retry": ("webhooks:manage",),
 }
 
 # Followed by stateful testing (schemathesis) and documented for client authors.

@@ -221,6 +221,12 @@ TAGS: list[dict[str, str]] = [
         "(each needs `If-Match` with the referral's ETag), and the referral's history.",
     },
     {
+        "name": "webhooks",
+        "description": "Signed webhooks (Standard Webhooks v1): subscribe a URL of your "
+        "organisation's to referral events, rotate its secret, ping it, and see and retry its "
+        "deliveries. Messages carry ids, codes and flags only; `links.status` reads the rest.",
+    },
+    {
         "name": "audit",
         "description": "The tamper-evident audit trail: read it and verify its hash chains.",
     },

@@ -1,4 +1,5 @@
-"""The `referral-service` command line: serve, migrate, dev-token, example-referral, audit."""
+"""The `referral-service` command line: serve, worker, migrate, dev-token, example-referral,
+audit."""
 
 from __future__ import annotations
 
@@ -44,6 +45,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="default REFERRAL_PORT (8000)")
     serve.add_argument("--workers", type=int, help="default REFERRAL_WORKERS (1)")
     serve.set_defaults(handler=_serve)
+
+    worker = commands.add_parser(
+        "worker",
+        help="deliver webhooks from the outbox (with REFERRAL_WEBHOOK_DISPATCHER=false on the API)",
+    )
+    worker.set_defaults(handler=_worker)
 
     migrate = commands.add_parser("migrate", help="upgrade the database to the latest schema")
     migrate.set_defaults(handler=_migrate)
@@ -169,6 +176,41 @@ def _start_metrics(host: str, port: int) -> Any:
             f"REFERRAL_METRICS_PORT: cannot listen on {host}:{port}: {exc.strerror}"
         ) from None
     return server
+
+
+def _worker(_args: argparse.Namespace) -> int:
+    """Run a webhook dispatcher until SIGTERM or SIGINT; any number may share a PostgreSQL."""
+    from service.audit.refusals import record_refusal
+    from service.core.database import create_engine, make_sessionmaker
+    from service.core.logs import configure_logging
+    from service.core.unit_of_work import UnitOfWork
+    from service.notifications import dispatcher, outbox
+
+    settings = load_settings()
+    configure_logging(settings)
+    metrics_server = _start_metrics(settings.host, settings.metrics_port)
+
+    async def run() -> None:
+        engine = create_engine(settings)
+        units = UnitOfWork(
+            make_sessionmaker(engine), record_refusal=record_refusal, listeners=(outbox.write,)
+        )
+        task = asyncio.create_task(dispatcher.from_settings(settings, units).run())
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, task.cancel)
+        try:
+            await asyncio.gather(task, return_exceptions=True)
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(run())
+    finally:
+        if metrics_server is not None:
+            metrics_server.shutdown()
+            metrics_server.server_close()
+    return 0
 
 
 def _migrate(_args: argparse.Namespace) -> int:

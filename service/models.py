@@ -156,6 +156,76 @@ class AuditCheckpoint(SQLModel, table=True):
     verified_at: datetime = Field(sa_column=utc_column())
 
 
+class WebhookSubscription(SQLModel, table=True):
+    """A URL of an organisation's that wants events (notifications.md). Its secrets are kept so
+    that the service can sign: they are shown once, at creation or rotation, and never again."""
+
+    __tablename__ = "webhook_subscriptions"
+
+    id: str = Field(primary_key=True, max_length=36)
+    org: str = Field(max_length=16, index=True)
+    # Made with `referrals:triage`: the team, which hears of every referral of every org.
+    team: bool
+    url: str = Field(max_length=2048)
+    # Space-delimited with a space at each end (" referral.created ping "), so that one
+    # portable LIKE finds the subscriptions of an event type in the intake's INSERT … SELECT.
+    events: str = Field(max_length=512)
+    description: str | None = Field(default=None, max_length=255)
+    secret: str = Field(max_length=64)
+    # Rotation: the previous secret still signs (a second signature) until it expires.
+    previous_secret: str | None = Field(default=None, max_length=64)
+    previous_secret_expires_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    created_at: datetime = Field(sa_column=utc_column())
+    created_by: str = Field(max_length=255)
+    disabled_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    disabled_reason: str | None = Field(default=None, max_length=64)
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """The outbox: one row per event and subscription, written by the transaction that made the
+    event. Fanned out at write time, so intake pays one INSERT … SELECT (which writes nothing
+    when no subscription matches), and per-referral order per subscription is one NOT EXISTS
+    on the (subscription_id, referral_id, id) index. Ids, codes and flags only: no personal
+    data, so the rows may be kept and shown."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_order", "subscription_id", "referral_id", "id"),
+    )
+
+    id: int | None = Field(
+        default=None, sa_column=Column(BigIntPK, primary_key=True, autoincrement=True)
+    )
+    event_id: str = Field(max_length=40)  # webhook-id: stable across retries
+    event_type: str = Field(max_length=64)
+    subscription_id: str = Field(max_length=36)
+    referral_id: str | None = Field(default=None, max_length=36)  # None: ping
+    data: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    # 0 for a safeguarding alert: claimed before anything else that is due.
+    rank: int = Field(sa_column=Column(Integer, nullable=False, server_default="1"))
+    created_at: datetime = Field(sa_column=utc_column())
+    status: str = Field(max_length=16)  # pending, delivering, succeeded, failed
+    attempts: int = Field(sa_column=Column(Integer, nullable=False, server_default="0"))
+    next_attempt_at: datetime = Field(sa_column=utc_column())
+    lease_owner: str | None = Field(default=None, max_length=64)
+    lease_expires_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    last_attempt_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    last_status_code: int | None = None
+    last_error: str | None = Field(default=None, max_length=32)  # an error class, never a body
+    finished_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+
+
 def _table(model: type[SQLModel]) -> Table:
     table: Table = model.__table__  # type: ignore[attr-defined]
     return table
@@ -168,3 +238,5 @@ IDEMPOTENCY_KEYS = _table(IdempotencyRecord)
 AUDIT_EVENTS = _table(AuditEvent)
 AUDIT_CHAIN_HEADS = _table(AuditChainHead)
 AUDIT_CHECKPOINTS = _table(AuditCheckpoint)
+WEBHOOK_SUBSCRIPTIONS = _table(WebhookSubscription)
+WEBHOOK_DELIVERIES = _table(WebhookDelivery)

@@ -27,6 +27,7 @@ ALL_SCOPES = (
     "referrals:triage",
     "audit:read",
     "audit:read_all",
+    "webhooks:manage",
 )
 PARTNER_SCOPES = ("referrals:submit", "referrals:read")
 

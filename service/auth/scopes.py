@@ -9,4 +9,8 @@ SCOPE_TRIAGE = "referrals:triage"
 SCOPE_AUDIT = "audit:read"
 # The team's information governance: every audit event, and verifying the whole trail.
 SCOPE_AUDIT_ALL = "audit:read_all"
-ALL_SCOPES = frozenset({SCOPE_SUBMIT, SCOPE_READ, SCOPE_TRIAGE, SCOPE_AUDIT, SCOPE_AUDIT_ALL})
+# The caller's organisation's webhook subscriptions (notifications.md).
+SCOPE_WEBHOOKS = "webhooks:manage"
+ALL_SCOPES = frozenset(
+    {SCOPE_SUBMIT, SCOPE_READ, SCOPE_TRIAGE, SCOPE_AUDIT, SCOPE_AUDIT_ALL, SCOPE_WEBHOOKS}
+)

@@ -75,6 +75,22 @@ POOL_IN_USE = Gauge(
     "Database connections checked out of the pool.",
     multiprocess_mode="livesum",
 )
+WEBHOOK_ATTEMPTS = Counter(
+    "referral_webhook_attempts_total",
+    "Webhook delivery attempts, by result (success, timeout, connection_error, http_status, "
+    "redirect, address_refused, protocol_error): never by organisation or URL.",
+    ["result"],
+)
+WEBHOOK_OUTBOX_DEPTH = Gauge(
+    "referral_webhook_outbox_depth",
+    "Webhook deliveries still to make (pending or being delivered), as a dispatcher last saw.",
+    multiprocess_mode="livemax",
+)
+WEBHOOK_OLDEST_PENDING = Gauge(
+    "referral_webhook_oldest_pending_seconds",
+    "Age of the longest-waiting webhook delivery still to make (0 when none).",
+    multiprocess_mode="livemax",
+)
 
 _highest_seq = 0
 

@@ -107,6 +107,19 @@ class Settings(BaseSettings):
     keep_alive_seconds: int = Field(default=5, ge=1, le=300)
     body_read_timeout_seconds: float = Field(default=30, gt=0, le=600)
 
+    # Webhooks (notifications.md). ALLOW_INSECURE permits http:// and private addresses: for
+    # tests and development only (start-up logs a warning). DISPATCHER=false leaves delivery
+    # to `referral-service worker` (a separate Deployment).
+    webhook_allow_insecure: bool = False
+    webhook_dispatcher: bool = True
+    webhook_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    # Longer than the 15 s attempt timeout: a lease runs out only when its dispatcher died.
+    webhook_lease_seconds: int = Field(default=60, ge=20, le=3600)
+    webhook_batch_size: int = Field(default=20, ge=1, le=500)
+    webhook_max_subscriptions: int = Field(default=25, ge=1, le=1000)
+    # Finished deliveries (succeeded or failed) are kept this long for the deliveries log.
+    webhook_retention_days: int = Field(default=30, ge=1, le=3650)
+
     @field_validator("jwt_algorithms", mode="before")
     @classmethod
     def _split_algorithms(cls, value: object) -> object:

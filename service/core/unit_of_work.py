@@ -1,6 +1,7 @@
 """The unit of work: the one owner of a transaction, for HTTP requests, the CLI and workers.
 
-It opens the session, commits on success, rolls back on error and runs after-commit hooks.
+It opens the session, commits on success, rolls back on error and runs after-commit hooks;
+domain events published in it reach their listeners inside the same transaction.
 Use cases `flush()` or execute, never `commit()`. A refusal that is itself an auditable action
 (access denied, a missing referral) is rolled back with everything else, and then recorded in
 a transaction of its own, so nothing of the refused work is kept but the record of the refusal.
@@ -8,7 +9,7 @@ a transaction of its own, so nothing of the refused work is kept but the record 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.core.context import RequestContext
 from service.core.errors import AuditNote, DomainError
+from service.core.events import Listener, listen
 
 # Records a refusal's audit event on `session` (service/audit provides it: core imports no
 # other domain, so it is handed in by whoever builds the unit of work).
@@ -38,10 +40,13 @@ class UnitOfWork:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         record_refusal: RefusalRecorder | None = None,
+        listeners: Sequence[Listener] = (),
     ) -> None:
         self.sessions = sessions
         self.clock = clock
         self.record_refusal = record_refusal
+        # Domain events' listeners (service/core/events.py), run inside each transaction.
+        self.listeners = tuple(listeners)
 
     @asynccontextmanager
     async def begin(
@@ -50,6 +55,7 @@ class UnitOfWork:
         """One transaction. `actor` is asked only when a refusal must be audited: an HTTP
         request learns who is calling after the transaction has begun."""
         async with self.sessions() as session:
+            listen(session, self.listeners)
             try:
                 yield session
             except DomainError as error:

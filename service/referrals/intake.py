@@ -11,10 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from eligibility import Decision, Ruleset, evaluate
 from service.audit import chain
+from service.core import events as domain_events
 from service.core.canonical import canonical_json, sha256_hex
 from service.core.context import RequestContext
 from service.core.errors import NotFound
-from service.referrals import idempotency, repository
+from service.referrals import events, idempotency, repository
 from service.referrals.duplicates import match_keys
 from service.referrals.payloads import CURRENT_PAYLOAD_VERSION
 from service.referrals.queries import PossibleDuplicate, possible_duplicates
@@ -94,6 +95,8 @@ async def create_referral(
     else:
         referral, head = await _store_separately(db, referral, claim, now, first_response), None
     await _audit_created(db, ctx, referral, now, replayed=False, head=head, duplicates=duplicates)
+    # In this transaction: the outbox row commits with the referral or not at all.
+    await domain_events.publish(session, events.created(referral, now))
     return Created(referral, replayed=False, possible_duplicates=duplicates)
 
 

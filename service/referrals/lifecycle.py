@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from eligibility import Signpost
 from service.audit import chain
 from service.auth.scopes import SCOPE_SUBMIT, SCOPE_TRIAGE
+from service.core import events as domain_events
 from service.core.canonical import canonical_json, sha256_hex
 from service.core.context import Caller, RequestContext
 from service.core.errors import (
@@ -31,7 +32,7 @@ from service.core.errors import (
     StaleVersion,
     audited,
 )
-from service.referrals import idempotency, repository
+from service.referrals import events, idempotency, repository
 from service.referrals.queries import get_visible_referral
 from service.referrals.record import ReferralRecord, as_answered, response_snapshot
 from service.referrals.statuses import MOVES, Action, Move, ReferralStatus
@@ -220,6 +221,7 @@ async def act(
     if action is Action.triage:
         details.update(outcome=moved.outcome, priority=moved.priority, agrees_with_rules=agrees)
     await _audit(db, ctx, audit_action, moved, outcome="success", now=now, details=details)
+    await domain_events.publish(session, events.status_changed(moved, referral.status, now))
     return Acted(moved, move, replayed=False, agrees_with_rules=agrees)
 
 

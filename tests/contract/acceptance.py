@@ -11,6 +11,8 @@ repaired before it is sent, and only in these ways (each a rule the document sta
   positive cases drop it;
 - an `Idempotency-Key` reused with a different body is refused (422, as documented): positive
   cases get a fresh key each, so two generated bodies never share one by chance;
+- a webhook subscription's `url` must be `https://`, name a host (no credentials, a valid
+  port) that resolves to public addresses only: positive cases get such a URL;
 - the moves (triage, withdraw, close) take reason codes and signposting services of the
   ruleset, and a triage that differs from the rules' decision needs a reason (which depends on
   the referral, not on the body): positive cases get a reason code of the ruleset for their
@@ -48,6 +50,7 @@ MOVE_REASONS = {
     "referrals-close": _RULESET.lifecycle_reasons["close"][0],
 }
 A_SERVICE = _RULESET.services[0].id
+WEBHOOK_URL = "https://hooks.partner.example/referrals"
 
 
 def london_today() -> date:
@@ -73,6 +76,8 @@ def make_acceptable(case: Case, today: date) -> Case:
         _repair_referral(case.body, as_of)
     if operation_id in MOVE_REASONS and isinstance(case.body, dict):
         _repair_move(operation_id, case.body)
+    if operation_id == "webhook-subscriptions-create" and isinstance(case.body, dict):
+        case.body["url"] = WEBHOOK_URL
     return case
 
 

@@ -23,6 +23,7 @@ from api.openapi_custom import EXAMPLES_VALID_ON
 from service.auth.tokens import TokenVerifier
 from service.core.database import create_engine, make_sessionmaker
 from service.core.settings import Settings
+from service.notifications.safety import UrlPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED_DOCUMENT = ROOT / "openapi" / "openapi.json"
@@ -42,7 +43,16 @@ UNREACHED_LIMITS = {
     "rate_limits": "100000000/minute",
     "rate_limits_submit": "100000000/minute",
     "rate_limits_anonymous": "100000000/minute",
+    "webhook_max_subscriptions": 1000,
+    # Subscriptions are created, never called: no webhook leaves the contract tests.
+    "webhook_dispatcher": False,
 }
+
+
+async def public_resolver(_host: str, _port: int) -> list[str]:
+    """Every webhook host resolves to a public address (a stub: no DNS in the contract tests;
+    the SSRF refusals are tested in tests/api/test_webhooks_access.py)."""
+    return ["93.184.215.14"]
 
 
 def build_app(settings: Settings) -> FastAPI:
@@ -58,6 +68,7 @@ def build_app(settings: Settings) -> FastAPI:
         ruleset=load_active_ruleset(settings),
         verifier=TokenVerifier(settings),
         clock=clock,
+        url_policy=UrlPolicy(allow_insecure=False, resolver=public_resolver),
     )
     return create_app(settings, services=services)
 

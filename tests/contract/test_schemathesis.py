@@ -172,7 +172,9 @@ def _request(path: str, method: str) -> schemathesis.Case:
     if body is None:
         examples = operation["requestBody"]["content"]["application/json"]["examples"]
         body = (examples.get("eligible") or next(iter(examples.values())))["value"]
-    path_parameters = {"referral_id": str(uuid.uuid4())} if "{referral_id}" in path else None
+    # Ids of nothing: the scope is checked before anything is looked up.
+    ids = {"referral_id": str(uuid.uuid4()), "subscription_id": str(uuid.uuid4()), "delivery_id": 1}
+    path_parameters = {name: value for name, value in ids.items() if f"{{{name}}}" in path} or None
     return schema[path][method.upper()].Case(path_parameters=path_parameters, body=body)
 
 

@@ -35,7 +35,14 @@ PLACEHOLDER = "REPLACE_ME"
 DB_CONNECTION_BUDGET = 80
 # Left out of kustomization.yaml on purpose (see the comment in that file).
 NOT_IN_KUSTOMIZATION = frozenset({"kustomization.yaml", "secret.example.yaml", "namespace.yaml"})
-POD_WORKLOADS = ("Deployment", "Job")
+POD_WORKLOADS = ("Deployment", "Worker", "Job")
+WORKER_NAME = "referral-service-worker"
+# What each pod workload above is: the API Deployment, the webhook worker's, the migration.
+WORKLOADS = {
+    "Deployment": ("Deployment", APP_NAME),
+    "Worker": ("Deployment", WORKER_NAME),
+    "Job": ("Job", None),
+}
 
 ENV_PREFIX = str(Settings.model_config.get("env_prefix", ""))
 SETTINGS_ENV_NAMES = frozenset(f"{ENV_PREFIX}{name}".upper() for name in Settings.model_fields)
@@ -117,7 +124,7 @@ def env_secret() -> JsonDict:
 
 
 def pod_template(kind: str) -> JsonDict:
-    return dict(k8s(kind)["spec"]["template"])
+    return dict(k8s(*WORKLOADS[kind])["spec"]["template"])
 
 
 def pod_spec(kind: str) -> JsonDict:
@@ -232,6 +239,7 @@ def test_deploy_holds_the_expected_manifests() -> None:
         "k8s/hpa.yaml",
         "k8s/pdb.yaml",
         "k8s/migration-job.yaml",
+        "k8s/worker.yaml",
     }
     assert expected <= names, f"missing: {sorted(expected - names)}"
 
@@ -266,7 +274,7 @@ def test_kustomization_lists_every_manifest_except_the_examples() -> None:
 
 
 def test_deployment_keeps_at_least_two_replicas_through_a_rollout() -> None:
-    spec = k8s("Deployment")["spec"]
+    spec = k8s("Deployment", APP_NAME)["spec"]
     assert spec["replicas"] >= 2
     assert spec["strategy"]["type"] == "RollingUpdate"
     assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
@@ -513,6 +521,13 @@ def test_database_connections_fit_the_budget_at_full_scale() -> None:
     per_process = setting("db_pool_size") + setting("db_max_overflow")
     api = k8s("HorizontalPodAutoscaler")["spec"]["maxReplicas"] * setting("workers")
     total = (api + 1) * per_process  # + the migration Job
+    # + the webhook workers, whose own env narrows their pool.
+    worker = main_container("Worker")
+    overrides = {e["name"]: int(e["value"]) for e in worker.get("env", [])}
+    worker_pool = overrides.get("REFERRAL_DB_POOL_SIZE", setting("db_pool_size")) + overrides.get(
+        "REFERRAL_DB_MAX_OVERFLOW", setting("db_max_overflow")
+    )
+    total += k8s("Deployment", WORKER_NAME)["spec"]["replicas"] * worker_pool
     assert total <= DB_CONNECTION_BUDGET, f"{total} connections at full scale"
 
 
@@ -551,7 +566,7 @@ def test_local_dev_keys_are_git_ignored() -> None:
 
 def test_hpa_targets_the_deployment_on_cpu() -> None:
     hpa = k8s("HorizontalPodAutoscaler")
-    deployment = k8s("Deployment")
+    deployment = k8s("Deployment", APP_NAME)
     assert hpa["apiVersion"] == "autoscaling/v2"
     assert hpa["spec"]["scaleTargetRef"] == {
         "apiVersion": deployment["apiVersion"],
@@ -571,21 +586,23 @@ def test_pdb_covers_the_api_pods_and_allows_drains() -> None:
     pdb = k8s("PodDisruptionBudget")
     assert pdb["apiVersion"] == "policy/v1"
     assert pdb["spec"]["minAvailable"] == 1
-    assert pdb["spec"]["minAvailable"] < k8s("Deployment")["spec"]["replicas"]
+    assert pdb["spec"]["minAvailable"] < k8s("Deployment", APP_NAME)["spec"]["replicas"]
     assert selects(pdb["spec"]["selector"], pod_labels("Deployment"))
     assert not selects(pdb["spec"]["selector"], pod_labels("Job"))
+    assert not selects(pdb["spec"]["selector"], pod_labels("Worker"))
 
 
 def test_service_routes_to_api_pods_only() -> None:
     service = k8s("Service")
     assert selects(service["spec"]["selector"], pod_labels("Deployment"))
     assert not selects(service["spec"]["selector"], pod_labels("Job"))
+    assert not selects(service["spec"]["selector"], pod_labels("Worker"))
     (port,) = service["spec"]["ports"]
     assert resolve_port(api_container(), port["targetPort"]) == APP_PORT
 
 
 def test_network_policy_admits_the_app_port_and_reaches_postgres() -> None:
-    policy = k8s("NetworkPolicy")
+    policy = k8s("NetworkPolicy", APP_NAME)
     assert selects(policy["spec"]["podSelector"], pod_labels("Deployment"))
     assert selects(policy["spec"]["podSelector"], pod_labels("Job"))
     assert set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"}
@@ -600,7 +617,7 @@ def test_network_policy_admits_the_app_port_and_reaches_postgres() -> None:
 
 
 def test_network_policy_admits_the_metrics_port_from_monitoring_only() -> None:
-    for rule in k8s("NetworkPolicy")["spec"]["ingress"]:
+    for rule in k8s("NetworkPolicy", APP_NAME)["spec"]["ingress"]:
         ports = {resolve_port(api_container(), port["port"]) for port in rule["ports"]}
         sources = [peer["namespaceSelector"]["matchLabels"] for peer in rule["from"]]
         if METRICS_PORT in ports:
@@ -611,6 +628,21 @@ def test_network_policy_admits_the_metrics_port_from_monitoring_only() -> None:
 
 
 # --- migration -----------------------------------------------------------------------------
+
+
+def test_webhooks_are_sent_by_the_worker_deployment_not_the_api(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    assert main_container("Worker")["args"] == ["worker"]
+    set_only_env(monkeypatch, k8s_env(tmp_path))
+    assert Settings().webhook_dispatcher is False  # the API pods run no dispatcher
+    assert Settings().webhook_allow_insecure is False
+    egress = k8s("NetworkPolicy", f"{WORKER_NAME}-webhooks")
+    assert selects(egress["spec"]["podSelector"], pod_labels("Worker"))
+    assert not selects(egress["spec"]["podSelector"], pod_labels("Deployment"))
+    (rule,) = egress["spec"]["egress"]
+    assert [p["port"] for p in rule["ports"]] == [443]
+    assert "10.0.0.0/8" in rule["to"][0]["ipBlock"]["except"]
 
 
 def test_migration_job_runs_migrate_a_bounded_number_of_times() -> None:

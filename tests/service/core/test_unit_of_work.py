@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
@@ -111,3 +112,23 @@ async def test_the_refusal_recorder_commits_its_event(engine: AsyncEngine) -> No
             raise audited(NotFound("x"), AuditNote("referral.read", "referral", None, "not_found"))
     assert await _count(engine, "audit_events") == before + 1
     assert await _head_position(engine) == 1  # the refusal's own append, not the refused 99
+
+
+async def test_published_events_reach_the_listeners_inside_the_transaction(
+    engine: AsyncEngine,
+) -> None:
+    from service.core import events
+
+    seen: list[tuple[bool, list[str]]] = []
+
+    async def listener(session: AsyncSession, published: Any) -> None:
+        seen.append((session.in_transaction(), [e.type for e in published]))
+
+    event = events.ReferralEvent(events.REFERRAL_CREATED, "r-1", "RX1", False, False, NOW, {})
+    async with UnitOfWork(make_sessionmaker(engine), listeners=(listener,)).begin() as session:
+        await _touch(session)
+        await events.publish(session, [event])
+        await events.publish(session, [])  # nothing to say: listeners are not called
+    async with UnitOfWork(make_sessionmaker(engine)).begin() as session:
+        await events.publish(session, [event])  # no listeners: nothing happens
+    assert seen == [(True, ["referral.created"])]

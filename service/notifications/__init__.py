@@ -1,0 +1,1 @@
+"""Notifications: signed webhooks (Standard Webhooks v1) from a transactional outbox."""

@@ -1,0 +1,116 @@
+"""SSRF protection: where a webhook may be sent.
+
+`https://` only, and every address the host resolves to must be public: not loopback, private
+(RFC 1918, unique local fc00::/7), link-local, CGNAT (100.64.0.0/10), multicast, unspecified,
+a cloud metadata address or anything else that is not globally routable. The host is resolved
+at each delivery (a name may change), and the connection is then made to the very address that
+was checked (the host name still goes in the Host header and TLS SNI), so a DNS answer that
+changes between the check and the connection (rebinding) cannot point us inwards.
+`REFERRAL_WEBHOOK_ALLOW_INSECURE=true` (tests and development only) allows `http://` and
+private addresses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+# Resolves a host name and port to its IP addresses; tests hand in a stub (no DNS in tests).
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_METADATA = frozenset(
+    {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+)
+_CGNAT = ipaddress.ip_network("100.64.0.0/10")
+
+
+class UnsafeUrl(ValueError):
+    """The URL may not be called; the message says why, without echoing the URL."""
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    infos = await asyncio.get_running_loop().getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+    )
+    return sorted({str(info[4][0]) for info in infos})
+
+
+def refusal(address: IPAddress) -> str | None:
+    """Why this address may not be called, or None if it is public."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    checks = (
+        (address in _METADATA, "a cloud metadata address"),
+        (address.is_unspecified, "unspecified"),
+        (address.is_loopback, "loopback"),
+        (address.is_link_local, "link-local"),
+        (address.is_multicast, "multicast"),
+        (isinstance(address, ipaddress.IPv4Address) and address in _CGNAT, "shared (CGNAT)"),
+        (address.is_private, "private"),
+        (not address.is_global, "not globally routable"),
+    )
+    for refused, why in checks:
+        if refused:
+            return why
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where to connect: the URL with its host replaced by the checked address."""
+
+    host: str  # as in the URL: for the Host header and TLS SNI
+    address: str  # the checked IP address to connect to
+    url: str  # the original URL
+
+
+@dataclass(frozen=True, slots=True)
+class UrlPolicy:
+    allow_insecure: bool
+    resolver: Resolver = system_resolver
+
+    def check_shape(self, url: str) -> tuple[str, int]:
+        """The host and port of an acceptable URL (scheme, host, no credentials)."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("https", "http") or (
+            parts.scheme == "http" and not self.allow_insecure
+        ):
+            raise UnsafeUrl("must be an https:// URL")
+        if not parts.hostname:
+            raise UnsafeUrl("must name a host")
+        if parts.username is not None or parts.password is not None:
+            raise UnsafeUrl("must not carry credentials")
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            raise UnsafeUrl("has an invalid port") from None
+        return parts.hostname, port
+
+    async def resolve(self, url: str) -> Target:
+        """Resolve the URL's host and check every address; the first is the one to use."""
+        host, port = self.check_shape(url)
+        try:
+            literal: IPAddress | None = ipaddress.ip_address(host)
+        except ValueError:
+            literal = None
+        if literal is not None:
+            addresses = [str(literal)]
+        else:
+            try:
+                addresses = await self.resolver(host, port)
+            except OSError:
+                raise UnsafeUrl("has a host that does not resolve") from None
+        if not addresses:
+            raise UnsafeUrl("has a host that does not resolve")
+        if not self.allow_insecure:
+            for text in addresses:
+                why = refusal(ipaddress.ip_address(text))
+                if why is not None:
+                    raise UnsafeUrl(f"resolves to an address that is {why}")
+        return Target(host=host, address=addresses[0], url=url)

@@ -1,0 +1,149 @@
+"""Webhook subscriptions: who may do what, and what a subscription may point at."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from service.core.settings import Settings
+from service.notifications.safety import UrlPolicy
+from tests.api.conftest import ProblemCheck
+from tests.conftest import SigningKey, make_settings
+
+MINE = {"org": "RX1", "scopes": ("webhooks:manage",)}
+THEIRS = {"org": "A81001", "scopes": ("webhooks:manage",)}
+PUBLIC_URL = "https://hooks.partner.example/referrals"
+
+
+@pytest.fixture
+def settings(database_url: str, signing_key: SigningKey) -> Settings:
+    return make_settings(
+        database_url, signing_key.public_file, webhook_dispatcher=False, webhook_max_subscriptions=2
+    )
+
+
+def resolve_to(app: FastAPI, *addresses: str) -> None:
+    """Every host name resolves to `addresses` (a stub: no DNS in tests)."""
+
+    async def stub(_host: str, _port: int) -> list[str]:
+        return list(addresses)
+
+    app.state.services.url_policy = UrlPolicy(allow_insecure=False, resolver=stub)
+
+
+async def create(client: httpx.AsyncClient, auth: Any, **body: Any) -> httpx.Response:
+    payload = {"url": PUBLIC_URL, "events": ["referral.status_changed"], **body}
+    return await client.post("/v1/webhook-subscriptions", json=payload, headers=auth(**MINE))
+
+
+async def test_another_organisation_gets_404_everywhere_and_lists_none(
+    app: FastAPI, client: httpx.AsyncClient, auth: Any, problem: ProblemCheck
+) -> None:
+    resolve_to(app, "93.184.215.14")
+    made = await create(client, auth)
+    assert made.status_code == 201, made.text
+    sid = made.json()["id"]
+    base = f"/v1/webhook-subscriptions/{sid}"
+    ping = await client.post(f"{base}/ping", headers=auth(**MINE))
+    delivery_id = ping.json()["id"]
+    attempts = [
+        client.delete(base, headers=auth(**THEIRS)),
+        client.post(f"{base}/rotate-secret", headers=auth(**THEIRS)),
+        client.post(f"{base}/ping", headers=auth(**THEIRS)),
+        client.get(f"{base}/deliveries", headers=auth(**THEIRS)),
+        client.post(f"{base}/deliveries/{delivery_id}/retry", headers=auth(**THEIRS)),
+    ]
+    for attempt in attempts:
+        problem(await attempt, 404)
+    listed = await client.get("/v1/webhook-subscriptions", headers=auth(**THEIRS))
+    assert listed.status_code == 200 and listed.json() == []
+    # Still there and unchanged for its owner.
+    [mine] = (await client.get("/v1/webhook-subscriptions", headers=auth(**MINE))).json()
+    assert mine["id"] == sid and "secret" not in mine
+    unknown = f"/v1/webhook-subscriptions/{uuid.uuid4()}"
+    problem(await client.delete(unknown, headers=auth(**MINE)), 404)
+    problem(await client.post(f"{base}/deliveries/999999/retry", headers=auth(**MINE)), 404)
+
+
+async def test_the_scope_is_required(
+    client: httpx.AsyncClient, auth: Any, problem: ProblemCheck
+) -> None:
+    partner = {"org": "RX1", "scopes": ("referrals:submit", "referrals:read")}
+    problem(await client.get("/v1/webhook-subscriptions", headers=auth(**partner)), 403)
+    problem(
+        await client.post(
+            "/v1/webhook-subscriptions",
+            json={"url": PUBLIC_URL, "events": ["ping"]},
+            headers=auth(**partner),
+        ),
+        403,
+    )
+    problem(await client.get("/v1/webhook-subscriptions"), 401)
+
+
+async def test_bad_requests_name_the_field(
+    app: FastAPI, client: httpx.AsyncClient, auth: Any, problem: ProblemCheck
+) -> None:
+    resolve_to(app, "93.184.215.14")
+    problem(await create(client, auth, colour="blue"), 422, fields=("colour",))
+    problem(await create(client, auth, events=["referral.deleted"]), 422, fields=("events[0]",))
+    problem(await create(client, auth, events=[]), 422, fields=("events",))
+    long_url = "https://hooks.partner.example/" + "a" * 2048
+    problem(await create(client, auth, url=long_url), 422, fields=("url",))
+    problem(await create(client, auth, url="http://hooks.partner.example/x"), 422, fields=("url",))
+    problem(
+        await create(client, auth, url="https://user:pw@hooks.partner.example/x"),
+        422,
+        fields=("url",),
+    )
+    # New referrals are for the team only.
+    problem(await create(client, auth, events=["referral.created"]), 422, fields=("events",))
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",  # loopback
+        "::1",
+        "10.1.2.3",  # RFC 1918
+        "172.16.0.1",
+        "192.168.1.1",
+        "fd12:3456::1",  # unique local
+        "169.254.10.1",  # link-local
+        "fe80::1",
+        "100.64.0.1",  # CGNAT
+        "224.0.0.1",  # multicast
+        "ff02::1",
+        "0.0.0.0",  # unspecified
+        "::",
+        "169.254.169.254",  # cloud metadata
+        "fd00:ec2::254",
+        "192.0.2.10",  # documentation: not global
+        "::ffff:10.0.0.1",  # IPv4-mapped private
+    ],
+)
+async def test_a_url_that_resolves_inwards_is_refused(
+    app: FastAPI, client: httpx.AsyncClient, auth: Any, problem: ProblemCheck, address: str
+) -> None:
+    resolve_to(app, "93.184.215.14", address)  # one bad address is enough
+    body = problem(await create(client, auth), 422, fields=("url",))
+    assert PUBLIC_URL not in str(body)
+
+
+async def test_an_organisation_has_a_limited_number_of_subscriptions(
+    app: FastAPI, client: httpx.AsyncClient, auth: Any, problem: ProblemCheck
+) -> None:
+    resolve_to(app, "93.184.215.14")
+    for _ in range(2):
+        assert (await create(client, auth)).status_code == 201
+    problem(await create(client, auth), 409)
+    other = await client.post(
+        "/v1/webhook-subscriptions",
+        json={"url": PUBLIC_URL, "events": ["ping"]},
+        headers=auth(**THEIRS),
+    )
+    assert other.status_code == 201

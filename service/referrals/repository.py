@@ -12,7 +12,7 @@ SQLite, the single-user development store, runs the same steps as separate state
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -116,6 +116,32 @@ class ListFilters:
     received_to: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SummaryRow:
+    """What a list shows of a referral: no payload, no decision. Lists read only these
+    columns, so a page never decodes (or re-validates) the documents it does not show."""
+
+    id: str
+    reference: str
+    org: str
+    status: str
+    version: int
+    outcome: str
+    priority: str
+    provisional: bool
+    safeguarding_alert: bool
+    received_at: datetime
+    updated_at: datetime
+
+
+# Named after the table's columns: a field without its column fails at import.
+_SUMMARY_COLUMNS = tuple(_REFERRALS.c[f.name] for f in fields(SummaryRow))
+
+
+def _summary(row: Any) -> SummaryRow:
+    return SummaryRow(*row)
+
+
 async def newest_first(
     db: AsyncConnection,
     *,
@@ -123,18 +149,20 @@ async def newest_first(
     filters: ListFilters,
     before: tuple[datetime, str] | None,
     limit: int,
-) -> list[ReferralRecord]:
+) -> list[SummaryRow]:
     """Up to `limit` referrals (of `org`, or of everyone), newest first, keyset-paged on
     (received_at, id) strictly before `before`."""
     t = _REFERRALS.c
-    query = _filtered(select(_REFERRALS), org=org, filters=filters)
+    query = _filtered(select(*_SUMMARY_COLUMNS), org=org, filters=filters)
     if before is not None:
         received_at, last_id = before
-        query = query.where(
-            or_(t.received_at < received_at, and_(t.received_at == received_at, t.id < last_id))
-        )
+        # A row-value comparison, not `a < x OR (a = x AND b < y)`: both databases seek the
+        # (org, received_at, id) index to the cursor with it, so a page deep in a long list
+        # costs what the first page costs (PostgreSQL filters the OR form after the index).
+        position = tuple_(literal(received_at, t.received_at.type), literal(last_id, t.id.type))
+        query = query.where(tuple_(t.received_at, t.id) < position)
     query = query.order_by(t.received_at.desc(), t.id.desc()).limit(limit)
-    return [_record(r) for r in await db.execute(query)]
+    return [_summary(r) for r in await db.execute(query)]
 
 
 def _worklist_rank() -> Any:
@@ -143,7 +171,7 @@ def _worklist_rank() -> Any:
     return case((t.safeguarding_alert, 0), else_=2) + case((t.priority == "urgent", 0), else_=1)
 
 
-def worklist_rank(record: ReferralRecord) -> int:
+def worklist_rank(record: ReferralRecord | SummaryRow) -> int:
     return (0 if record.safeguarding_alert else 2) + (0 if record.priority == "urgent" else 1)
 
 
@@ -154,12 +182,12 @@ async def worklist_order(
     filters: ListFilters,
     after: tuple[int, datetime, str] | None,
     limit: int,
-) -> list[ReferralRecord]:
+) -> list[SummaryRow]:
     """The team's worklist order: safeguarding alerts first, then urgent, then oldest first;
     keyset-paged on (rank, received_at, id) strictly after `after`."""
     t = _REFERRALS.c
     rank = _worklist_rank()
-    query = _filtered(select(_REFERRALS), org=org, filters=filters)
+    query = _filtered(select(*_SUMMARY_COLUMNS), org=org, filters=filters)
     if after is not None:
         rank_after, received_after, id_after = after
         position = tuple_(
@@ -167,7 +195,7 @@ async def worklist_order(
         )
         query = query.where(tuple_(rank, t.received_at, t.id) > position)
     query = query.order_by(rank, t.received_at, t.id).limit(limit)
-    return [_record(r) for r in await db.execute(query)]
+    return [_summary(r) for r in await db.execute(query)]
 
 
 def _filtered(query: Any, *, org: str | None, filters: ListFilters) -> Any:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import resource
 import shutil
 import subprocess
 import time
@@ -335,6 +336,7 @@ def run_pgbench(
         argv += ["-D", f"{name}={value}"]
     argv.append(parts.path.lstrip("/"))
     rows_before = count_rows()
+    children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     process = subprocess.Popen(
         argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
     )
@@ -354,6 +356,10 @@ def run_pgbench(
         process.kill()
         out, err = process.communicate()
     text = out.decode(errors="replace")
+    children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    pgbench_cpu = (children1.ru_utime + children1.ru_stime) - (
+        children0.ru_utime + children0.ru_stime
+    )
     rows_after = count_rows()
 
     def number(pattern: str) -> float | None:
@@ -376,7 +382,8 @@ def run_pgbench(
         failed=failed,
         latency_ms=latency,
         db_cpu_ms=db_cpu_ms,
-        pgbench_cpu_ms=None,
+        # pgbench is the load generator here: on the same cores, so its CPU is reported.
+        pgbench_cpu_ms=round(1000 * pgbench_cpu / done, 3) if done else None,
         clients=clients,
         seconds=seconds,
         statements=generated.statements,

@@ -63,7 +63,8 @@ def table(results: dict[str, Any]) -> str:
         lines.append(
             f"E_db (PostgreSQL alone, pgbench -M prepared, {d['clients']} clients, the service's "
             f"{d['statements']} intake statements + BEGIN/COMMIT): {_num(d['tps'])} tps, "
-            f"{_ms(d['db_cpu_ms'])} of PostgreSQL CPU per intake, {d['failed']} failed"
+            f"{_ms(d['db_cpu_ms'])} of PostgreSQL CPU per intake (pgbench's own: "
+            f"{_ms(d.get('pgbench_cpu_ms'))}), {d['failed']} failed"
             + (f"; ERROR {d['error'][:200]}" if d.get("error") else "")
         )
     if results.get("status_rps") is not None:

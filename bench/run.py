@@ -348,6 +348,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         # E2: our service, migrated first, with production settings.
         env = service_env(databases.service_url, keys)
+        if args.db_pool:
+            env["REFERRAL_DB_POOL_SIZE"] = str(args.db_pool)
         with started_service(databases, env, work, tokens, bodies, nonce) as e2:
             engines["service"] = e2
             _closed(e2, plan, "warmup", plan.warmup_s)
@@ -595,6 +597,7 @@ def _results(
         "mode": "quick" if args.quick else "full",
         "plan": plan.__dict__,
         "workers": WORKERS,
+        "db_pool": args.db_pool,
         "machine": machine(),
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "elapsed_s": round(time.monotonic() - started, 1),
@@ -640,6 +643,12 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         metavar="ROWS",
         help="referrals to bulk-load for the deep-cursor phase (full run: 200000; 0: skip)",
+    )
+    parser.add_argument(
+        "--db-pool",
+        type=int,
+        metavar="N",
+        help="E2's REFERRAL_DB_POOL_SIZE (per worker) instead of the production default",
     )
     args = parser.parse_args(argv)
 

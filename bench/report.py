@@ -59,7 +59,9 @@ def table(results: dict[str, Any]) -> str:
         "busy: whole machine, other users included."
     )
     d = results.get("db_ceiling")
-    if d:
+    if d and d.get("tps") is None:
+        lines.append(f"E_db: not measured ({(d.get('error') or '?')[:200]})")
+    elif d:
         lines.append(
             f"E_db (PostgreSQL alone, pgbench -M prepared, {d['clients']} clients, the service's "
             f"{d['statements']} intake statements + BEGIN/COMMIT): {_num(d['tps'])} tps, "

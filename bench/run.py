@@ -409,15 +409,21 @@ def _db_ceiling(
         _progress("E_db: skipped (SQLite: no pgbench)")
         return None
     _progress(f"E_db: capturing one intake's statements, then pgbench for {plan.db_s:.0f} s")
-    result = dbceiling.measure(
-        databases.async_url("dbceiling"),
-        databases.raw_dsn("dbceiling"),
-        keys,
-        work=work,
-        seconds=plan.db_s,
-        backend_pids=lambda: databases.backend_pids("dbceiling"),
-        count_rows=lambda: databases.scalar("dbceiling", "SELECT count(*) FROM referrals"),
-    )
+    try:
+        result = dbceiling.measure(
+            databases.async_url("dbceiling"),
+            databases.raw_dsn("dbceiling"),
+            keys,
+            work=work,
+            seconds=plan.db_s,
+            backend_pids=lambda: databases.backend_pids("dbceiling"),
+            count_rows=lambda: databases.scalar("dbceiling", "SELECT count(*) FROM referrals"),
+        )
+    except (ValueError, RuntimeError, OSError) as exc:
+        # The capture no longer fits a pgbench script (say, intakes that issue different
+        # statements): the run goes on, and the JSON and the table say why E_db is missing.
+        _progress(f"E_db: could not be measured: {exc}")
+        return {"tps": None, "error": f"{type(exc).__name__}: {exc}"}
     if result is None:
         _progress("E_db: skipped (pgbench not found)")
         return None
@@ -546,6 +552,8 @@ def _results(
                     f"{key} {name}: the load generator used {p['generator_cpu_pct']:.0f}% of a "
                     "core: it may have limited this phase"
                 )
+    if db_ceiling and db_ceiling.get("error"):
+        warnings.append(f"E_db: {db_ceiling['error'][:300]}")
     out: dict[str, Any] = {
         "ceiling_rps": ceiling,
         "naive_rps": naive,

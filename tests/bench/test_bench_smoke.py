@@ -396,3 +396,5 @@ def test_report_table_renders_a_result() -> None:
     assert "E2 service  capacity" in text and "NOT CONSISTENT" in text
     assert "4,000.0 tps" in text and "E2 ÷ E_db 0.100" in text
     assert "status 900.0/s" in text and "deep page p50 / first page p50 = 1.10" in text
+    results["db_ceiling"] = {"tps": None, "error": "ValueError: different statements"}
+    assert "E_db: not measured (ValueError: different statements)" in report.table(results)

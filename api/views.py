@@ -16,7 +16,7 @@ from api.schemas.referrals_public import (
 from service.core.canonical import as_utc
 from service.core.context import Caller
 from service.referrals.lifecycle import available_actions
-from service.referrals.queries import PossibleDuplicate
+from service.referrals.queries import PossibleDuplicate, SummaryRow
 from service.referrals.record import ReferralRecord
 from service.referrals.submission import Submission
 
@@ -84,7 +84,7 @@ def referral_status(referral: ReferralRecord, *, caller: Caller) -> ReferralStat
     )
 
 
-def referral_summary(referral: ReferralRecord, *, today: date, zone: tzinfo) -> ReferralSummary:
+def referral_summary(referral: SummaryRow, *, today: date, zone: tzinfo) -> ReferralSummary:
     received_on = as_utc(referral.received_at).astimezone(zone).date()
     return ReferralSummary(
         id=referral.id,

@@ -1,8 +1,9 @@
 """The benchmark's databases: PostgreSQL when one answers on 127.0.0.1:5432, else SQLite.
 
-On PostgreSQL each run creates its own `bench_<pid>_<random>_service` and `…_naive` databases
-and drops them at the end, whatever happened. BENCH_PG_DSN overrides the server to use
-(default postgresql://postgres@127.0.0.1:5432/postgres; it must be on this machine).
+On PostgreSQL each run creates its own `bench_<pid>_<random>_service`, `…_naive` and
+`…_dbceiling` (E_db, pgbench) databases and drops them at the end, whatever happened.
+BENCH_PG_DSN overrides the server to use (default
+postgresql://postgres@127.0.0.1:5432/postgres; it must be on this machine).
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import secrets
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
 
 DEFAULT_PG_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+_WHICH = {"service": 0, "naive": 1, "dbceiling": 2}
 _LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", ""}
 
 
@@ -86,28 +89,57 @@ class Databases:
 
     # --- reading back ---
 
+    def raw_dsn(self, which: str) -> str:
+        """PostgreSQL: a plain libpq/asyncpg DSN for that database."""
+        return _with_database(self._admin_dsn, self._names[_WHICH[which]])
+
+    def async_url(self, which: str) -> str:
+        """PostgreSQL: the service's (SQLAlchemy asyncpg) URL for that database."""
+        return self.raw_dsn(which).replace("postgresql://", "postgresql+asyncpg://", 1)
+
     def scalar(self, which: str, query: str) -> int:
         """One integer from the service's ("service") or the naive peer's ("naive") database."""
-        if self.kind == "postgresql":
-            name = self._names[0 if which == "service" else 1]
+        return int(self.rows(which, query)[0][0])
 
-            async def run() -> int:
-                conn = await asyncpg.connect(_with_database(self._admin_dsn, name), timeout=5)
+    def rows(self, which: str, query: str, *args: Any) -> list[tuple[Any, ...]]:
+        """Every row of a query (arguments as $1… on PostgreSQL, ? on SQLite)."""
+        if self.kind == "postgresql":
+
+            async def run() -> list[tuple[Any, ...]]:
+                conn = await asyncpg.connect(self.raw_dsn(which), timeout=5)
                 try:
-                    return int(await conn.fetchval(query))
+                    return [tuple(r) for r in await conn.fetch(query, *args)]
                 finally:
                     await conn.close()
 
             return asyncio.run(run())
-        path = self._files[0 if which == "service" else 1]
-        with sqlite3.connect(path) as conn:
-            return int(conn.execute(query).fetchone()[0])
+        with sqlite3.connect(self._files[_WHICH[which]]) as conn:
+            return [tuple(r) for r in conn.execute(query, args).fetchall()]
+
+    def execute(self, which: str, *statements: str) -> None:
+        """Run statements in one transaction (bulk loads for the scale phase)."""
+        if self.kind == "postgresql":
+
+            async def run() -> None:
+                conn = await asyncpg.connect(self.raw_dsn(which), timeout=5, command_timeout=600)
+                try:
+                    async with conn.transaction():
+                        for statement in statements:
+                            await conn.execute(statement)
+                finally:
+                    await conn.close()
+
+            asyncio.run(run())
+            return
+        with sqlite3.connect(self._files[_WHICH[which]]) as conn:
+            for statement in statements:
+                conn.execute(statement)
 
     def backend_pids(self, which: str) -> list[int]:
         """PostgreSQL backends serving that database now (their CPU is the database's share)."""
         if self.kind != "postgresql":
             return []
-        name = self._names[0 if which == "service" else 1]
+        name = self._names[_WHICH[which]]
 
         async def run() -> list[int]:
             conn = await asyncpg.connect(self._admin_dsn, timeout=5)
@@ -127,7 +159,7 @@ def choose(work_dir: Path, *, force_sqlite: bool = False) -> Databases:
         version = asyncio.run(_pg_version(dsn))
         if version is not None:
             stem = f"bench_{os.getpid()}_{secrets.token_hex(3)}"
-            names = [f"{stem}_service", f"{stem}_naive"]
+            names = [f"{stem}_service", f"{stem}_naive", f"{stem}_dbceiling"]
             service = _with_database(dsn, names[0]).replace(
                 "postgresql://", "postgresql+asyncpg://", 1
             )

@@ -232,8 +232,24 @@ class RequestFactory:
         )
 
 
-def get_request(host: str, port: int, path: str) -> bytes:
-    return f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+def get_request(host: str, port: int, path: str, token: str | None = None) -> bytes:
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    return f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{auth}\r\n".encode()
+
+
+class Rotation:
+    """A fixed list of pre-built requests (reads), sent in turn."""
+
+    def __init__(self, requests: Sequence[bytes]) -> None:
+        if not requests:
+            raise ValueError("need at least one request")
+        self._requests = list(requests)
+        self.made = 0
+
+    def next(self) -> bytes:
+        n = self.made
+        self.made = n + 1
+        return self._requests[n % len(self._requests)]
 
 
 # --- results ----------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ _CONCERNS = [
 ]
 _RISKS = ["domestic_abuse", "social_isolation", "traumatic_birth", "insecure_housing"]
 _SERVICES = ["health_visiting", "gp", "perinatal_mental_health", "early_help"]
-_ORGS = ["RX1", "A81001", "RTH", "RYJ", "B82005", "RQM", "RRK", "R1H"]
+ORGS = ["RX1", "A81001", "RTH", "RYJ", "B82005", "RQM", "RRK", "R1H"]
 # Plain text in the register of a referral letter; cut to length per body.
 _DESCRIPTION = (
     "Mother reports finding it very hard to feel close to the baby since a difficult birth "
@@ -161,7 +161,7 @@ def tokens(keys: KeyPair, count: int = 31, ttl_seconds: int = 2 * 3600) -> list[
             issuer=ISSUER,
             audience=AUDIENCE,
             sub=f"bench-client-{i}",
-            org=_ORGS[i % len(_ORGS)],
+            org=ORGS[i % len(ORGS)],
             scopes=SCOPES,
             ttl_seconds=ttl_seconds,
             now=now,

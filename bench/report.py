@@ -58,6 +58,27 @@ def table(results: dict[str, Any]) -> str:
         "response; gen: the load generator's own CPU (% of one core, µs per request); box "
         "busy: whole machine, other users included."
     )
+    d = results.get("db_ceiling")
+    if d and d.get("tps") is None:
+        lines.append(f"E_db: not measured ({(d.get('error') or '?')[:200]})")
+    elif d:
+        lines.append(
+            f"E_db (PostgreSQL alone, pgbench -M prepared, {d['clients']} clients, the service's "
+            f"{d['statements']} intake statements + BEGIN/COMMIT): {_num(d['tps'])} tps, "
+            f"{_ms(d['db_cpu_ms'])} of PostgreSQL CPU per intake (pgbench's own: "
+            f"{_ms(d.get('pgbench_cpu_ms'))}), {d['failed']} failed"
+            + (f"; ERROR {d['error'][:200]}" if d.get("error") else "")
+        )
+    if results.get("status_rps") is not None:
+        lines.append(
+            f"Reads (E2, each writes its audit event): status {_num(results['status_rps'])}/s, "
+            f"list (20 summaries) {_num(results['list_rps'])}/s"
+            + (
+                f"; deep page p50 / first page p50 = {_num(results['deep_page_ratio'], 2)}"
+                if results.get("deep_page_ratio") is not None
+                else ""
+            )
+        )
     rss = results["rss_mb_per_worker"]
     lines.append(
         "RSS per worker after load (MB): "
@@ -84,6 +105,12 @@ def table(results: dict[str, Any]) -> str:
         f"{'met' if t['service_ge_3x_naive'] else 'NOT met'}); p99 at 50% "
         f"{_num(results['service_p99_ms'], 2)} ms (target ≤ 25 ms: "
         f"{'met' if t['service_p99_le_25ms_at_50pct'] else 'NOT met'})"
+    )
+    lines.append(
+        f"E2 ÷ E_db {_num(results.get('service_vs_db'), 3)} (target ≥ 0.5); E2 ÷ E0 "
+        f"{_num(results['service_vs_ceiling'], 3)}; E2 ÷ E1 {_num(results['service_vs_naive'], 2)}"
+        f"; E2 server CPU per intake {_ms(results.get('service_cpu_ms'))} (target ≤ 0.8 ms); "
+        f"busiest phase's box load {_num(results.get('machine_busy_pct_max'), 0)}%"
     )
     for warning in results.get("warnings", []):
         lines.append(f"warning: {warning}")

@@ -16,13 +16,13 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bench import db as dbs
-from bench import loadgen, payload, report, servers
+from bench import dbceiling, loadgen, payload, reads, report, servers
 
 REPO = Path(__file__).resolve().parent.parent
 WORKERS = 2
@@ -37,14 +37,28 @@ class Plan:
     closed_s: float
     open_s: float
     drain_s: float
+    db_s: float = 5.0  # E_db: pgbench
+    reads_s: float = 3.0  # each read phase (status, list)
+    scale_rows: int = 0  # scale phase: referrals bulk-loaded before the deep-cursor pages; 0: none
+    scale_s: float = 5.0  # each page phase of the scale run
     closed_connections: int = 32
     open_connections: int = 64
     open_fractions: tuple[float, ...] = (0.5, 0.8)
     max_rps: float = 50_000  # a bound on any phase's request count, whatever the rate
 
 
-QUICK = Plan(warmup_s=1.0, closed_s=3.0, open_s=3.0, drain_s=2.0)
-FULL = Plan(warmup_s=3.0, closed_s=12.0, open_s=15.0, drain_s=5.0)
+QUICK = Plan(warmup_s=1.0, closed_s=3.0, open_s=3.0, drain_s=2.0, db_s=4.0, reads_s=2.0)
+FULL = Plan(
+    warmup_s=3.0,
+    closed_s=12.0,
+    open_s=15.0,
+    drain_s=5.0,
+    db_s=12.0,
+    reads_s=8.0,
+    scale_rows=200_000,
+)
+# The scale phase's pages are timed with few connections: latency of the query, not queueing.
+SCALE_CONNECTIONS = 4
 
 
 @dataclass
@@ -101,13 +115,20 @@ class Engine:
     unknown_total: int = 0  # sent but never answered
 
 
-def _phase(engine: Engine, name: str, run: Callable[[], loadgen.PhaseResult]) -> dict[str, Any]:
+def _phase(
+    engine: Engine,
+    name: str,
+    run: Callable[[], loadgen.PhaseResult],
+    *,
+    intakes: bool = True,
+) -> dict[str, Any]:
     meter = Meter(engine.server.worker_pids(), engine.db_pids)
     with meter:
         result = run()
-    engine.ok_total += result.ok
-    engine.sent_total += result.sent
-    engine.unknown_total += result.unknown
+    if intakes:  # reads create nothing: the consistency check counts intakes only
+        engine.ok_total += result.ok
+        engine.sent_total += result.sent
+        engine.unknown_total += result.unknown
     summary = result.summary()
     summary["ok_rps"] = round(result.ok / result.wall_s, 1) if result.wall_s else 0.0
     summary.update({k: None if v is None else round(v, 3) for k, v in meter.result.items()})
@@ -130,7 +151,16 @@ def _phase(engine: Engine, name: str, run: Callable[[], loadgen.PhaseResult]) ->
     return summary
 
 
-def _closed(engine: Engine, plan: Plan, name: str, seconds: float) -> dict[str, Any]:
+def _closed(
+    engine: Engine,
+    plan: Plan,
+    name: str,
+    seconds: float,
+    *,
+    requests: Callable[[], bytes] | None = None,
+    connections: int | None = None,
+) -> dict[str, Any]:
+    """Closed loop; `requests` (reads) instead of the engine's intakes."""
     return _phase(
         engine,
         name,
@@ -138,12 +168,13 @@ def _closed(engine: Engine, plan: Plan, name: str, seconds: float) -> dict[str, 
             loadgen.run_closed(
                 servers.HOST,
                 engine.server.port,
-                engine.factory.next,
-                connections=plan.closed_connections,
+                requests or engine.factory.next,
+                connections=connections or plan.closed_connections,
                 duration=seconds,
                 max_requests=int(plan.max_rps * seconds),
             )
         ),
+        intakes=requests is None,
     )
 
 
@@ -278,6 +309,8 @@ def started_service(
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     plan = QUICK if args.quick else FULL
+    if args.scale is not None:
+        plan = replace(plan, scale_rows=args.scale)
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     databases = dbs.choose(work, force_sqlite=args.sqlite)
@@ -289,6 +322,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     engines: dict[str, Engine] = {}
     consistency: dict[str, Any] = {}
     naive_extra: dict[str, Any] = {}
+    db_ceiling: dict[str, Any] | None = None
     databases.create()
     try:
         # E0: the framework ceiling.
@@ -309,15 +343,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             _closed(e0, plan, "warmup", plan.warmup_s)
             _closed(e0, plan, "capacity", plan.closed_s)
 
+        # E_db: PostgreSQL alone running the statements the service issues per intake.
+        db_ceiling = _db_ceiling(databases, keys, work, plan)
+
         # E2: our service, migrated first, with production settings.
         env = service_env(databases.service_url, keys)
+        if args.db_pool:
+            env["REFERRAL_DB_POOL_SIZE"] = str(args.db_pool)
         with started_service(databases, env, work, tokens, bodies, nonce) as e2:
             engines["service"] = e2
             _closed(e2, plan, "warmup", plan.warmup_s)
             capacity = _closed(e2, plan, "capacity", plan.closed_s)["ok_rps"]
             for fraction in plan.open_fractions:
                 _open(e2, plan, f"open@{fraction:.0%}", fraction * capacity)
-        consistency = _check_service(databases, env, e2)
+            _reads(e2, plan, databases, tokens)
+            # Before the scale phase, whose bulk-loaded rows no intake answered for.
+            consistency = _check_service(databases, env, e2)
+            if plan.scale_rows:
+                _scale(e2, plan, databases, tokens)
 
         # E1: the naive peer, at the same absolute rates as E2.
         from bench.apps import naive
@@ -355,7 +398,71 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             databases.drop()
         finally:
             shutil.rmtree(work, ignore_errors=True)
-    return _results(args, plan, databases, engines, consistency, naive_extra, started)
+    return _results(args, plan, databases, engines, consistency, naive_extra, db_ceiling, started)
+
+
+def _db_ceiling(
+    databases: dbs.Databases, keys: payload.KeyPair, work: Path, plan: Plan
+) -> dict[str, Any] | None:
+    """E_db (PostgreSQL only): pgbench running the captured intake; see bench/dbceiling.py."""
+    if databases.kind != "postgresql":
+        _progress("E_db: skipped (SQLite: no pgbench)")
+        return None
+    _progress(f"E_db: capturing one intake's statements, then pgbench for {plan.db_s:.0f} s")
+    try:
+        result = dbceiling.measure(
+            databases.async_url("dbceiling"),
+            databases.raw_dsn("dbceiling"),
+            keys,
+            work=work,
+            seconds=plan.db_s,
+            backend_pids=lambda: databases.backend_pids("dbceiling"),
+            count_rows=lambda: databases.scalar("dbceiling", "SELECT count(*) FROM referrals"),
+        )
+    except (ValueError, RuntimeError, OSError) as exc:
+        # The capture no longer fits a pgbench script (say, intakes that issue different
+        # statements): the run goes on, and the JSON and the table say why E_db is missing.
+        _progress(f"E_db: could not be measured: {exc}")
+        return {"tps": None, "error": f"{type(exc).__name__}: {exc}"}
+    if result is None:
+        _progress("E_db: skipped (pgbench not found)")
+        return None
+    _progress(
+        f"  db       pgbench    {result.tps or 0:>8.1f} tps  {result.clients} clients, "
+        f"{result.statements} statements + BEGIN/COMMIT, db CPU {result.db_cpu_ms} ms/txn, "
+        f"{result.rows_after - result.rows_before} rows"
+        + (f"  ERROR {result.error}" if result.error else "")
+    )
+    return result.to_dict()
+
+
+def _reads(e2: Engine, plan: Plan, databases: dbs.Databases, tokens: list[str]) -> None:
+    """Status and list requests per second, each writing its audit event."""
+    status = loadgen.Rotation(reads.status_requests(databases, e2.server.port, tokens))
+    _closed(e2, plan, "status", plan.reads_s, requests=status.next)
+    listing = loadgen.Rotation(reads.list_requests(e2.server.port, tokens))
+    _closed(e2, plan, "list", plan.reads_s, requests=listing.next)
+
+
+def _scale(e2: Engine, plan: Plan, databases: dbs.Databases, tokens: list[str]) -> None:
+    """First page against a page deep in the list, after bulk-loading `scale_rows` referrals."""
+    _progress(f"  service  scale: loading {plan.scale_rows:,} referrals")
+    t0 = time.monotonic()
+    reads.bulk_load(databases, plan.scale_rows)
+    _progress(f"  service  scale: loaded in {time.monotonic() - t0:.1f} s")
+    first = loadgen.Rotation(reads.list_requests(e2.server.port, tokens))
+    deep = loadgen.Rotation(
+        reads.list_requests(e2.server.port, tokens, reads.deep_cursors(databases))
+    )
+    for name, requests in (("page@top", first), ("page@deep", deep)):
+        _closed(
+            e2,
+            plan,
+            name,
+            plan.scale_s,
+            requests=requests.next,
+            connections=SCALE_CONNECTIONS,
+        )
 
 
 def _check_service(databases: dbs.Databases, env: dict[str, str], e2: Engine) -> dict[str, Any]:
@@ -409,6 +516,7 @@ def _results(
     engines: dict[str, Engine],
     consistency: dict[str, Any],
     naive_extra: dict[str, Any],
+    db_ceiling: dict[str, Any] | None,
     started: float,
 ) -> dict[str, Any]:
     def phase(engine: str, name: str) -> dict[str, Any]:
@@ -418,6 +526,11 @@ def _results(
     naive = phase("naive", "capacity").get("ok_rps", 0.0)
     service = phase("service", "capacity").get("ok_rps", 0.0)
     s50, s80 = phase("service", "open@50%"), phase("service", "open@80%")
+    db_tps = (db_ceiling or {}).get("tps")
+    first_page, deep_page = phase("service", "page@top"), phase("service", "page@deep")
+    deep_ratio = None
+    if first_page.get("p50_ms") and deep_page.get("p50_ms"):
+        deep_ratio = round(deep_page["p50_ms"] / first_page["p50_ms"], 2)
     n50, n80 = phase("naive", "open@50%"), phase("naive", "open@80%")
     rss = {k: e.phases.get("_rss_mb", {}).get("workers", []) for k, e in engines.items()}
     all_phases = [p for e in engines.values() for n, p in e.phases.items() if n != "_rss_mb"]
@@ -443,6 +556,8 @@ def _results(
                     f"{key} {name}: the load generator used {p['generator_cpu_pct']:.0f}% of a "
                     "core: it may have limited this phase"
                 )
+    if db_ceiling and db_ceiling.get("error"):
+        warnings.append(f"E_db: {db_ceiling['error'][:300]}")
     out: dict[str, Any] = {
         "ceiling_rps": ceiling,
         "naive_rps": naive,
@@ -465,16 +580,36 @@ def _results(
         "naive_consistency": naive_extra,
         "service_vs_ceiling": round(service / ceiling, 3) if ceiling else None,
         "service_vs_naive": round(service / naive, 2) if naive else None,
+        "db_ceiling_tps": db_tps,
+        "service_vs_db": round(service / db_tps, 3) if db_tps else None,
+        "db_ceiling": db_ceiling,
+        "service_cpu_ms": phase("service", "capacity").get("server_cpu_ms_per_request"),
+        "service_db_cpu_ms": phase("service", "capacity").get("db_cpu_ms_per_request"),
+        "status_rps": phase("service", "status").get("ok_rps"),
+        "list_rps": phase("service", "list").get("ok_rps"),
+        "deep_page_ratio": deep_ratio,
+        "machine_busy_pct_max": max(
+            (p.get("machine_busy_pct") or 0 for p in all_phases), default=0
+        ),
         "generator_cpu_pct_max": generator_cpu,
         "targets": {
             "service_ge_30pct_of_ceiling": bool(ceiling and service >= 0.3 * ceiling),
             "service_ge_3x_naive": bool(naive and service >= 3 * naive),
             "service_p99_le_25ms_at_50pct": bool(s50 and s50.get("p99_ms", 1e9) <= 25),
+            "service_ge_50pct_of_db": bool(db_tps and service >= 0.5 * db_tps),
+            "service_cpu_le_0_8ms": bool(
+                (phase("service", "capacity").get("server_cpu_ms_per_request") or 1e9) <= 0.8
+            ),
+            "service_p99_le_25ms_at_80pct": bool(s80 and s80.get("p99_ms", 1e9) <= 25),
+            "status_ge_3000rps": bool((phase("service", "status").get("ok_rps") or 0) >= 3000),
+            "list_ge_2000rps": bool((phase("service", "list").get("ok_rps") or 0) >= 2000),
+            "deep_page_within_2x": None if deep_ratio is None else deep_ratio <= 2,
         },
         "warnings": warnings,
         "mode": "quick" if args.quick else "full",
         "plan": plan.__dict__,
         "workers": WORKERS,
+        "db_pool": args.db_pool,
         "machine": machine(),
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "elapsed_s": round(time.monotonic() - started, 1),
@@ -514,6 +649,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results here")
     parser.add_argument(
         "--sqlite", action="store_true", help="use SQLite even if PostgreSQL is available"
+    )
+    parser.add_argument(
+        "--scale",
+        type=int,
+        metavar="ROWS",
+        help="referrals to bulk-load for the deep-cursor phase (full run: 200000; 0: skip)",
+    )
+    parser.add_argument(
+        "--db-pool",
+        type=int,
+        metavar="N",
+        help="E2's REFERRAL_DB_POOL_SIZE (per worker) instead of the production default",
     )
     args = parser.parse_args(argv)
 

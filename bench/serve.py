@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-import uvicorn
+from service.core import workers
 
 APPS = {
     "ceiling": "bench.apps.ceiling:create_app",
@@ -22,18 +22,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
-    # The same keyword arguments as service/cli.py's _serve; only the app (a factory) differs.
-    uvicorn.run(
-        APPS[args.app],
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        access_log=False,
-        log_config=None,
-        proxy_headers=True,
-        server_header=False,
-        timeout_graceful_shutdown=25,
+    # The same keyword arguments and the same workers (one SO_REUSEPORT socket each, start-up
+    # heap frozen) as service/cli.py's _serve; only the app (a factory) differs.
+    raise SystemExit(
+        workers.run(
+            {
+                "app": APPS[args.app],
+                "factory": True,
+                "access_log": False,
+                "log_config": None,
+                "proxy_headers": True,
+                "server_header": False,
+                "timeout_graceful_shutdown": 25,
+            },
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            grace_s=30,
+        )
     )
 
 

@@ -95,8 +95,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
+    from service.core import workers as serving
     from service.core.logs import configure_logging
 
     settings = load_settings()
@@ -119,26 +118,33 @@ def _serve(args: argparse.Namespace) -> int:
     # after in-flight requests have finished, that is a clean exit (0).
     signal.signal(signal.SIGTERM, lambda *_: None)
     try:
-        uvicorn.run(
-            "api.main:app",  # by import string, so that `service` never imports `api`
+        status = serving.run(
+            {
+                "app": "api.main:app",  # by import string, so that `service` never imports `api`
+                "access_log": False,
+                "log_config": None,
+                "proxy_headers": True,
+                "server_header": False,
+                "timeout_graceful_shutdown": _GRACE_S,
+                # What one worker holds: beyond this many connections uvicorn answers 503
+                # instead of opening file descriptors until accept() fails for everyone.
+                "limit_concurrency": settings.max_connections,
+                "timeout_keep_alive": settings.keep_alive_seconds,
+            },
             host=host,
             port=args.port or settings.port,
             workers=workers,
-            access_log=False,
-            log_config=None,
-            proxy_headers=True,
-            server_header=False,
-            timeout_graceful_shutdown=25,
-            # What one instance holds: beyond this many connections uvicorn answers 503
-            # instead of opening file descriptors until accept() fails for everyone.
-            limit_concurrency=settings.max_connections,
-            timeout_keep_alive=settings.keep_alive_seconds,
+            # Workers finish their requests within uvicorn's grace, then exit: a margin on top.
+            grace_s=_GRACE_S + 5,
         )
     finally:
         if metrics_server is not None:
             metrics_server.shutdown()
             metrics_server.server_close()
-    return 0
+    return status
+
+
+_GRACE_S = 25
 
 
 def _raise_fd_limit() -> None:

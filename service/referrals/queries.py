@@ -20,13 +20,14 @@ from service.core.context import RequestContext
 from service.core.errors import AuditNote, FieldProblem, InvalidContent, NotFound, audited
 from service.referrals import repository
 from service.referrals.record import ReferralRecord
-from service.referrals.repository import ListFilters
+from service.referrals.repository import ListFilters, SummaryRow
 from service.referrals.statuses import OPEN_STATUSES
 from service.referrals.submission import Submission, check_submission
 
 __all__ = [
     "ListFilters",
     "Page",
+    "SummaryRow",
     "PossibleDuplicate",
     "check_eligibility",
     "duplicates_of",
@@ -86,11 +87,11 @@ async def read_referral(
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    items: list[ReferralRecord]
+    items: list[SummaryRow]
     next_cursor: str | None
 
 
-def encode_cursor(referral: ReferralRecord, sort: str = "received") -> str:
+def encode_cursor(referral: ReferralRecord | SummaryRow, sort: str = "received") -> str:
     position: list[Any] = [as_utc(referral.received_at).isoformat(), referral.id]
     if sort == "triage":
         position = ["triage", repository.worklist_rank(referral), *position]

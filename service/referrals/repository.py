@@ -12,20 +12,21 @@ SQLite, the single-user development store, runs the same steps as separate state
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     Boolean,
+    Integer,
     String,
     and_,
     bindparam,
     case,
     delete,
     insert,
-    literal,
     or_,
     select,
     text,
@@ -116,6 +117,110 @@ class ListFilters:
     received_to: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SummaryRow:
+    """What a list shows of a referral: no payload, no decision. Lists read only these
+    columns, so a page never decodes (or re-validates) the documents it does not show."""
+
+    id: str
+    reference: str
+    org: str
+    status: str
+    version: int
+    outcome: str
+    priority: str
+    provisional: bool
+    safeguarding_alert: bool
+    received_at: datetime
+    updated_at: datetime
+
+
+# Named after the table's columns: a field without its column fails at import.
+_SUMMARY_COLUMNS = tuple(_REFERRALS.c[f.name] for f in fields(SummaryRow))
+
+
+def _summary(row: Any) -> SummaryRow:
+    return SummaryRow(*row)
+
+
+@lru_cache(maxsize=256)
+def _list_statement(
+    order: str,
+    *,
+    org: bool,
+    status: bool,
+    outcome: bool,
+    received_from: bool,
+    received_to: bool,
+    positioned: bool,
+    limit: int,
+) -> Any:
+    """The list query for one shape of request, built once: building and hashing a select
+    per request cost more CPU than running it. Values are bound at execution."""
+    t = _REFERRALS.c
+    query = select(*_SUMMARY_COLUMNS)
+    if org:
+        query = query.where(t.org == bindparam("org"))
+    if status:
+        query = query.where(t.status == bindparam("status"))
+    if outcome:
+        query = query.where(t.outcome == bindparam("outcome"))
+    if received_from:
+        query = query.where(t.received_at >= bindparam("received_from", type_=t.received_at.type))
+    if received_to:
+        query = query.where(t.received_at < bindparam("received_to", type_=t.received_at.type))
+    at = bindparam("at_received", type_=t.received_at.type)
+    at_id = bindparam("at_id", type_=t.id.type)
+    if order == "received":
+        if positioned:
+            # A row-value comparison, not `a < x OR (a = x AND b < y)`: both databases seek
+            # the (org, received_at, id) index to the cursor with it, so a page deep in a long
+            # list costs what the first page costs (PostgreSQL filters the OR form after the
+            # index).
+            query = query.where(tuple_(t.received_at, t.id) < tuple_(at, at_id))
+        return query.order_by(t.received_at.desc(), t.id.desc()).limit(limit)
+    rank = _worklist_rank()
+    if positioned:
+        query = query.where(
+            tuple_(rank, t.received_at, t.id)
+            > tuple_(bindparam("at_rank", type_=Integer()), at, at_id)
+        )
+    return query.order_by(rank, t.received_at, t.id).limit(limit)
+
+
+async def _page(
+    db: AsyncConnection,
+    order: str,
+    *,
+    org: str | None,
+    filters: ListFilters,
+    position: tuple[Any, ...] | None,
+    limit: int,
+) -> list[SummaryRow]:
+    statement = _list_statement(
+        order,
+        org=org is not None,
+        status=bool(filters.status),
+        outcome=bool(filters.outcome),
+        received_from=bool(filters.received_from),
+        received_to=bool(filters.received_to),
+        positioned=position is not None,
+        limit=limit,
+    )
+    values: dict[str, Any] = {
+        "org": org,
+        "status": filters.status,
+        "outcome": filters.outcome,
+        "received_from": as_utc(filters.received_from) if filters.received_from else None,
+        "received_to": as_utc(filters.received_to) if filters.received_to else None,
+    }
+    if position is not None:
+        *rank, values["at_received"], values["at_id"] = position
+        if rank:
+            values["at_rank"] = rank[0]
+    return [_summary(r) for r in await db.execute(statement, values)]
+
+
 async def newest_first(
     db: AsyncConnection,
     *,
@@ -123,18 +228,10 @@ async def newest_first(
     filters: ListFilters,
     before: tuple[datetime, str] | None,
     limit: int,
-) -> list[ReferralRecord]:
+) -> list[SummaryRow]:
     """Up to `limit` referrals (of `org`, or of everyone), newest first, keyset-paged on
     (received_at, id) strictly before `before`."""
-    t = _REFERRALS.c
-    query = _filtered(select(_REFERRALS), org=org, filters=filters)
-    if before is not None:
-        received_at, last_id = before
-        query = query.where(
-            or_(t.received_at < received_at, and_(t.received_at == received_at, t.id < last_id))
-        )
-    query = query.order_by(t.received_at.desc(), t.id.desc()).limit(limit)
-    return [_record(r) for r in await db.execute(query)]
+    return await _page(db, "received", org=org, filters=filters, position=before, limit=limit)
 
 
 def _worklist_rank() -> Any:
@@ -143,7 +240,7 @@ def _worklist_rank() -> Any:
     return case((t.safeguarding_alert, 0), else_=2) + case((t.priority == "urgent", 0), else_=1)
 
 
-def worklist_rank(record: ReferralRecord) -> int:
+def worklist_rank(record: ReferralRecord | SummaryRow) -> int:
     return (0 if record.safeguarding_alert else 2) + (0 if record.priority == "urgent" else 1)
 
 
@@ -154,35 +251,10 @@ async def worklist_order(
     filters: ListFilters,
     after: tuple[int, datetime, str] | None,
     limit: int,
-) -> list[ReferralRecord]:
+) -> list[SummaryRow]:
     """The team's worklist order: safeguarding alerts first, then urgent, then oldest first;
     keyset-paged on (rank, received_at, id) strictly after `after`."""
-    t = _REFERRALS.c
-    rank = _worklist_rank()
-    query = _filtered(select(_REFERRALS), org=org, filters=filters)
-    if after is not None:
-        rank_after, received_after, id_after = after
-        position = tuple_(
-            literal(rank_after), literal(received_after, t.received_at.type), literal(id_after)
-        )
-        query = query.where(tuple_(rank, t.received_at, t.id) > position)
-    query = query.order_by(rank, t.received_at, t.id).limit(limit)
-    return [_record(r) for r in await db.execute(query)]
-
-
-def _filtered(query: Any, *, org: str | None, filters: ListFilters) -> Any:
-    t = _REFERRALS.c
-    if org is not None:
-        query = query.where(t.org == org)
-    if filters.status:
-        query = query.where(t.status == filters.status)
-    if filters.outcome:
-        query = query.where(t.outcome == filters.outcome)
-    if filters.received_from:
-        query = query.where(t.received_at >= as_utc(filters.received_from))
-    if filters.received_to:
-        query = query.where(t.received_at < as_utc(filters.received_to))
-    return query
+    return await _page(db, "triage", org=org, filters=filters, position=after, limit=limit)
 
 
 async def insert_referral(db: AsyncConnection, record: ReferralRecord) -> bool:
@@ -418,6 +490,30 @@ _DUPLICATE_COLUMNS = (
 )
 
 
+@lru_cache(maxsize=32)
+def _duplicates_statement(
+    *, by_nhs: bool, by_name: bool, with_org: bool, statuses: tuple[str, ...], limit: int
+) -> Any:
+    """The possible-duplicates query for one shape, built once (it runs on every intake)."""
+    t = _REFERRALS.c
+    matches = []
+    if by_nhs:
+        matches.append(t.match_nhs_number == bindparam("nhs_number"))
+    if by_name:
+        same_name = t.match_name_key == bindparam("name_key")
+        matches.append(same_name if not by_nhs else and_(same_name, t.match_nhs_number.is_(None)))
+    # One bound value per status, not an "expanding" IN that is rewritten on every execution.
+    open_now = [
+        bindparam(f"open_{i}", value=s, type_=t.status.type) for i, s in enumerate(statuses)
+    ]
+    query = select(*_DUPLICATE_COLUMNS).where(
+        or_(*matches), t.id != bindparam("referral_id"), t.status.in_(open_now)
+    )
+    if with_org:
+        query = query.where(t.org == bindparam("org"))
+    return query.order_by(t.received_at.desc(), t.id.desc()).limit(limit)
+
+
 async def possible_duplicates(
     db: AsyncConnection,
     *,
@@ -432,23 +528,18 @@ async def possible_duplicates(
     matched: "nhs_number", or "name_and_date" when either referral has no NHS number. Only the
     columns a duplicate shows are read: the same infant referred many times must not make each
     intake decode every earlier payload."""
-    t = _REFERRALS.c
-    matches = []
-    if nhs_number is not None:
-        matches.append(t.match_nhs_number == nhs_number)
-    if name_key is not None:
-        same_name = t.match_name_key == name_key
-        matches.append(
-            same_name if nhs_number is None else and_(same_name, t.match_nhs_number.is_(None))
-        )
-    if not matches:
+    if nhs_number is None and name_key is None:
         return []
-    query = select(*_DUPLICATE_COLUMNS).where(
-        or_(*matches), t.id != referral_id, t.status.in_(sorted(open_statuses))
+    statement = _duplicates_statement(
+        by_nhs=nhs_number is not None,
+        by_name=name_key is not None,
+        with_org=org is not None,
+        statuses=tuple(sorted(open_statuses)),
+        limit=limit,
     )
+    values = {"nhs_number": nhs_number, "name_key": name_key, "referral_id": referral_id}
     if org is not None:
-        query = query.where(t.org == org)
-    query = query.order_by(t.received_at.desc(), t.id.desc()).limit(limit)
+        values["org"] = org
     return [
         DuplicateRow(
             str(row.id),
@@ -459,5 +550,5 @@ async def possible_duplicates(
             if nhs_number is not None and row.match_nhs_number == nhs_number
             else "name_and_date",
         )
-        for row in await db.execute(query)
+        for row in await db.execute(statement, values)
     ]

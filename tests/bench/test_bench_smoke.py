@@ -7,12 +7,13 @@ import asyncio
 import json
 import math
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 
 import pytest
 
 from api.schemas.referrals import ReferralCreate
-from bench import loadgen, payload, profile, report
-from bench.run import QUICK, Plan
+from bench import dbceiling, loadgen, payload, profile, report
+from bench.run import FULL, QUICK, Plan
 
 # --- percentiles and schedules ----------------------------------------------------------------
 
@@ -245,10 +246,82 @@ async def test_open_loop_charges_a_stalled_server_for_every_scheduled_request(
 # --- the rest of the harness ------------------------------------------------------------------
 
 
-def test_quick_plan_fits_in_a_minute() -> None:
-    phases = 3 * (QUICK.warmup_s + QUICK.closed_s) + 4 * (QUICK.open_s + QUICK.drain_s)
-    assert phases < 45  # leaves time for three server starts, a migration and the checks
+def test_quick_plan_fits_in_ninety_seconds() -> None:
+    phases = (
+        3 * (QUICK.warmup_s + QUICK.closed_s)
+        + 4 * (QUICK.open_s + QUICK.drain_s)
+        + QUICK.db_s
+        + 2 * QUICK.reads_s
+    )
+    assert phases < 55  # leaves time for three server starts, a migration and the checks
+    assert QUICK.scale_rows == 0 and FULL.scale_rows == 200_000  # the scale phase: full only
     assert isinstance(QUICK, Plan) and QUICK.open_fractions == (0.5, 0.8)
+
+
+def test_rotation_sends_its_requests_in_turn() -> None:
+    rotation = loadgen.Rotation([b"a", b"b"])
+    assert [rotation.next() for _ in range(5)] == [b"a", b"b", b"a", b"b", b"a"]
+    assert rotation.made == 5
+    with pytest.raises(ValueError):
+        loadgen.Rotation([])
+    request = loadgen.get_request("127.0.0.1", 80, "/v1/referrals?limit=20", "tok")
+    assert request.startswith(b"GET /v1/referrals?limit=20 HTTP/1.1\r\n")
+    assert b"Authorization: Bearer tok\r\n" in request and request.endswith(b"\r\n\r\n")
+
+
+# --- E_db: the pgbench script generated from captured statements -------------------------------
+
+
+def _intake(seed: int, chain: int) -> list[dbceiling.Statement]:
+    """Two statements shaped like the service's: a store that answers an audit head, and an
+    audit append that uses it (chain, chain_seq + 1, hash) with the referral's id again."""
+    referral_id = f"id-{seed}"
+    store = dbceiling.Statement(
+        "INSERT INTO t (id, payload, at, org, note) VALUES ($1, $2, $3, $4, $5) "
+        "RETURNING chain, chain_seq, hash",
+        (referral_id, "{" + "x" * 200 + str(seed) + "}", datetime(2026, 1, seed), "RX1", None),
+        ["chain", "chain_seq", "hash"],
+        [(chain, 1000 + chain, f"h{chain}")],
+    )
+    append = dbceiling.Statement(
+        "INSERT INTO a (chain, chain_seq, prev, resource, kind) VALUES ($1, $2, $3, $4, $5)",
+        (chain, 1001 + chain, f"h{chain}", referral_id, 1),
+        [],
+        [],
+    )
+    return [store, append]
+
+
+def test_pgbench_script_wires_answers_draws_keys_and_keeps_documents() -> None:
+    captured = dbceiling.Captured([_intake(1, 11), _intake(2, 23)])
+    generated = dbceiling.script(captured)
+    lines = generated.text.splitlines()
+    assert lines[0].startswith("\\set r0_1 random(") and lines[1] == "BEGIN;"
+    assert lines[-1] == "COMMIT;"
+    # The referral id is drawn once and used by both statements; None is NULL.
+    assert lines[2] == (
+        "INSERT INTO t (id, payload, at, org, note) VALUES (:r0_1, :c0_2, :c0_3, :c0_4, NULL) "
+        "RETURNING chain, chain_seq, hash \\gset s0_"
+    )
+    assert "\\set s0_chain_seq_p1 :s0_chain_seq + 1" in lines
+    assert lines[-2] == (
+        "INSERT INTO a (chain, chain_seq, prev, resource, kind) "
+        "VALUES (:s0_chain, :s0_chain_seq_p1, :s0_hash, :r0_1, :c1_5);"
+    )
+    # The long document and the other values are sent as the second intake captured them.
+    assert generated.constants["c0_2"].endswith("2}") and generated.constants["c0_4"] == "RX1"
+    assert (
+        generated.constants["c0_3"] == "2026-01-02T00:00:00" and generated.constants["c1_5"] == "1"
+    )
+    assert (generated.statements, generated.randomised, generated.wired) == (2, 1, 3)
+
+
+def test_pgbench_script_refuses_intakes_that_differ() -> None:
+    other = _intake(2, 23)[:1]
+    with pytest.raises(ValueError, match="different statements"):
+        dbceiling.script(dbceiling.Captured([_intake(1, 11), other]))
+    with pytest.raises(ValueError):
+        dbceiling.script(dbceiling.Captured([_intake(1, 11)]))
 
 
 def test_profile_summary_of_collapsed_stacks() -> None:
@@ -303,8 +376,25 @@ def test_report_table_renders_a_result() -> None:
         "service_vs_ceiling": None,
         "service_vs_naive": None,
         "service_p99_ms": 2.0,
+        "db_ceiling": {
+            "clients": 32,
+            "statements": 4,
+            "tps": 4000.0,
+            "db_cpu_ms": 0.4,
+            "failed": 0,
+        },
+        "service_vs_db": 0.1,
+        "service_cpu_ms": 2.0,
+        "status_rps": 900.0,
+        "list_rps": 400.0,
+        "deep_page_ratio": 1.1,
+        "machine_busy_pct_max": 90.0,
         "elapsed_s": 1.0,
         "warnings": [],
     }
     text = report.table(json.loads(json.dumps(results)))
     assert "E2 service  capacity" in text and "NOT CONSISTENT" in text
+    assert "4,000.0 tps" in text and "E2 ÷ E_db 0.100" in text
+    assert "status 900.0/s" in text and "deep page p50 / first page p50 = 1.10" in text
+    results["db_ceiling"] = {"tps": None, "error": "ValueError: different statements"}
+    assert "E_db: not measured (ValueError: different statements)" in report.table(results)

@@ -358,13 +358,18 @@ def test_containers_set_resource_requests_and_limits(kind: str) -> None:
 def test_shutdown_drains_before_the_grace_period_ends(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    import uvicorn
-
     from service import cli
+    from service.core import workers
 
-    # What `referral-service serve` hands uvicorn under the Kubernetes configuration.
+    # What `referral-service serve` hands uvicorn (through its workers) under the Kubernetes
+    # configuration.
     calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append(kwargs))
+
+    def run(options: dict[str, Any], **kwargs: Any) -> int:
+        calls.append({**options, **kwargs})
+        return 0
+
+    monkeypatch.setattr(workers, "run", run)
     set_only_env(monkeypatch, k8s_env(tmp_path))
     assert cli.main(["serve"]) == 0
     (served,) = calls

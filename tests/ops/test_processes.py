@@ -18,11 +18,12 @@ from tests.ops.servers import running_server, server_env
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 async def test_sigterm_lets_the_request_in_flight_finish_and_exits_0(
-    database_url: str, signing_key, auth
+    database_url: str, signing_key, auth, workers: int
 ) -> None:
     env = server_env(database_url, signing_key.public_file, ISSUER, AUDIENCE)
-    with running_server(env) as (base, process):
+    with running_server(env, workers=workers) as (base, process):
         body = httpx.Request("POST", "/", json=make_referral_body()).content
         released = asyncio.Event()
 

@@ -1,0 +1,125 @@
+"""`serve --workers N`: one SO_REUSEPORT listening socket per worker, a worker that dies is
+replaced (and logged), an address already taken is refused, the start-up heap is frozen."""
+
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.core import workers
+from tests.conftest import AUDIENCE, ISSUER
+from tests.ops.servers import SERVICE, free_port, running_server, server_env
+
+pytestmark = pytest.mark.slow
+
+
+def spawned_workers(parent: int) -> list[int]:
+    """The supervisor's worker processes (multiprocessing children running spawn_main)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat[stat.rindex(")") + 2 :].split()[1]) == parent and b"spawn_main" in cmdline:
+            found.append(int(entry))
+    return sorted(found)
+
+
+def listening_inodes(port: int) -> set[str]:
+    """Inodes of the TCP sockets listening on 127.0.0.1:port (state 0A in /proc/net/tcp)."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, state, inode = fields[1], fields[3], fields[9]
+        if state == "0A" and int(local.split(":")[1], 16) == port:
+            inodes.add(inode)
+    return inodes
+
+
+def socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    return inodes
+
+
+def wait_for(condition, seconds: float = 20.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_each_worker_listens_on_its_own_socket_and_a_dead_one_is_replaced(
+    database_url: str, signing_key
+) -> None:
+    env = server_env(database_url, signing_key.public_file, ISSUER, AUDIENCE)
+    with running_server(env, workers=2) as (base, process):
+        port = int(base.rsplit(":", 1)[1])
+        assert wait_for(lambda: len(spawned_workers(process.pid)) == 2)
+        pids = spawned_workers(process.pid)
+        assert wait_for(lambda: len(listening_inodes(port)) == 2)
+        listening = listening_inodes(port)
+        owned = [socket_inodes(pid) & listening for pid in pids]
+        # Two listening sockets on one address, one in each worker; none in the supervisor.
+        assert all(len(mine) == 1 for mine in owned) and owned[0] != owned[1]
+        assert not socket_inodes(process.pid) & listening
+
+        os.kill(pids[0], signal.SIGKILL)
+        assert wait_for(lambda: len(set(spawned_workers(process.pid)) - {pids[0]}) == 2)
+        assert pids[0] not in spawned_workers(process.pid)
+        assert wait_for(lambda: len(listening_inodes(port)) == 2)
+        for _ in range(5):
+            assert httpx.get(f"{base}/health/live", timeout=5).status_code == 200
+
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=40) == 0
+        assert not listening_inodes(port)
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_an_address_already_taken_is_refused_with_status_3(
+    database_url: str, signing_key, count: int
+) -> None:
+    env = server_env(database_url, signing_key.public_file, ISSUER, AUDIENCE)
+    env["REFERRAL_METRICS_PORT"] = "0"
+    port = free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        result = subprocess.run(
+            [SERVICE, "serve", "--port", str(port), "--workers", str(count)],
+            env=env,
+            capture_output=True,
+            timeout=60,
+        )
+    assert result.returncode == workers.STARTUP_FAILURE
+    assert b"address already in use" in (result.stdout + result.stderr).lower()
+
+
+def test_freezing_the_start_up_heap_moves_it_out_of_the_collectors_reach() -> None:
+    try:
+        workers.freeze_start_up_heap()
+        assert gc.get_freeze_count() > 10_000  # modules, classes, the test session
+    finally:
+        gc.unfreeze()
+    assert gc.get_freeze_count() == 0

@@ -60,7 +60,9 @@ run: $(STAMP)
 	@echo "    -H \"Authorization: Bearer \$$(cat var/dev-token)\" \\"
 	@echo "    -H 'Content-Type: application/json' -d @var/example-referral.json"
 	@echo
-	REFERRAL_ENV=development $(BIN)/referral-service serve
+	@echo "Webhooks to http:// and 127.0.0.1 are allowed here (development only; see the README)."
+	@echo
+	REFERRAL_ENV=development REFERRAL_WEBHOOK_ALLOW_INSECURE=true $(BIN)/referral-service serve
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -13,7 +13,13 @@ forwards SIGTERM/SIGINT to them for uvicorn's graceful shutdown, and exits 0 onc
 finished their requests. A worker that dies on its own is logged with its exit status and
 replaced, as uvicorn's supervisor does; one that fails before it could serve (a bad setting,
 an address in use) stops the whole instance with status 3, since a replacement would fail the
-same way.
+same way. So does a worker that dies by itself within seconds of its start five times in a
+minute (killed while importing the app, say): its replacements are started after a growing
+pause (1, 2, 4, 8 s), then the instance gives up with status 3 instead of spinning for ever.
+
+A worker watches its supervisor: if the supervisor dies without stopping it (`kill -9`, an
+out-of-memory kill), the worker drains its requests and exits instead of serving on, orphaned,
+for ever (uvicorn's own workers do not notice that their parent is gone).
 
 Each worker collects and freezes its start-up heap (`gc.freeze()`) once the app is imported:
 the collector then never scans the ~100 MB of modules, schemas and compiled statements again,
@@ -22,6 +28,7 @@ so a full collection costs milliseconds instead of a stall of 100 ms or more und
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import gc
 import logging
@@ -31,7 +38,9 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from multiprocessing.process import BaseProcess
 from typing import Any
 
@@ -39,6 +48,11 @@ logger = logging.getLogger("service.serve")
 
 STARTUP_FAILURE = 3  # uvicorn's exit status for a worker that could not start serving
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# A worker that dies within _EARLY_S of its start died starting up; _MAX_EARLY_DEATHS of those
+# within _EARLY_WINDOW_S is a crash loop.
+_EARLY_S = 10.0
+_EARLY_WINDOW_S = 60.0
+_MAX_EARLY_DEATHS = 5
 
 
 def freeze_start_up_heap() -> None:
@@ -61,33 +75,82 @@ def reuse_port_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+@contextlib.contextmanager
+def _stop_requests() -> Iterator[list[int]]:
+    """Record SIGTERM/SIGINT while the app is imported (before uvicorn listens for them), so
+    that a stop asked for during start-up is not lost: the caller then does not serve."""
+    received: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, _f: received.append(signum)) for s in _SIGNALS}
+    try:
+        yield received
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _serve(server: Any, sockets: list[socket.socket] | None = None) -> None:
+    try:
+        server.run(sockets=sockets)
+    except KeyboardInterrupt:
+        # Uvicorn re-raises the SIGINT it handled after its graceful shutdown: that was a
+        # stop asked for (Ctrl-C), finished like a SIGTERM, as `uvicorn.run` treats it.
+        pass
+
+
 def run_single(options: dict[str, Any]) -> int:
     """One process: uvicorn serves here (options are uvicorn.Config's keyword arguments)."""
     import uvicorn
 
     config = uvicorn.Config(**options)
     server = uvicorn.Server(config)
-    config.load()
+    with _stop_requests() as received:
+        config.load()
+    if received:
+        return 0
     freeze_start_up_heap()
-    server.run()
+    _serve(server)
     return 0 if server.started else STARTUP_FAILURE
+
+
+def _watch_parent() -> None:  # pragma: no cover - child
+    """Stop this worker (gracefully: uvicorn handles SIGTERM) once its supervisor is gone."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        # The sentinel is the read end of a pipe whose write end only the supervisor holds:
+        # it becomes readable when the supervisor exits, however it exits.
+        multiprocessing.connection.wait([parent.sentinel])
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="watch-supervisor", daemon=True).start()
 
 
 def _worker(options: dict[str, Any], host: str, port: int) -> None:  # pragma: no cover - child
     import uvicorn
 
+    _watch_parent()
+    log = logging.getLogger("service.serve")
     try:
         sock = reuse_port_socket(host, port)
     except OSError as exc:
-        logging.getLogger("service.serve").error(
-            "worker cannot listen", extra={"host": host, "port": port, "error": exc.strerror}
-        )
+        log.error("worker cannot listen", extra={"host": host, "port": port, "error": exc.strerror})
         sys.exit(STARTUP_FAILURE)
     config = uvicorn.Config(**options, host=host, port=port)
     server = uvicorn.Server(config)
-    config.load()
+    try:
+        with _stop_requests() as received:
+            config.load()
+    except Exception as exc:
+        # The app could not even be built (a key file that does not parse, say): every
+        # replacement would fail the same way, so say so with the status that stops them all.
+        log.exception("worker cannot load the app", extra={"error": type(exc).__name__})
+        sys.exit(STARTUP_FAILURE)
+    if received:
+        return
     freeze_start_up_heap()
-    server.run(sockets=[sock])
+    _serve(server, [sock])
     if not server.started:
         sys.exit(STARTUP_FAILURE)
 
@@ -105,13 +168,16 @@ class Supervisor:
         self.grace_s = grace_s
         self.context = multiprocessing.get_context("spawn")
         self.processes: list[BaseProcess] = []
+        self.started_at: dict[int, float] = {}  # index -> when its current worker started
+        self.early_deaths: collections.deque[float] = collections.deque()
         self.stopping = False
 
-    def _start(self) -> BaseProcess:
+    def _start(self, index: int) -> BaseProcess:
         process = self.context.Process(
             target=_worker, args=(self.options, self.host, self.port), daemon=False
         )
         process.start()
+        self.started_at[index] = time.monotonic()
         return process
 
     def _reserve(self) -> socket.socket:
@@ -140,7 +206,7 @@ class Supervisor:
             return STARTUP_FAILURE
         previous = {s: signal.signal(s, self._on_signal) for s in _SIGNALS}
         try:
-            self.processes = [self._start() for _ in range(self.count)]
+            self.processes = [self._start(index) for index in range(self.count)]
             logger.info(
                 "workers started",
                 extra={
@@ -172,8 +238,31 @@ class Supervisor:
                     "worker died; starting another",
                     extra={"pid": process.pid, "exit_status": code},
                 )
-                self.processes[index] = self._start()
+                if not self._pause_after_early_death(index):
+                    logger.error(
+                        "workers keep dying as they start; stopping",
+                        extra={"deaths": len(self.early_deaths), "within_s": _EARLY_WINDOW_S},
+                    )
+                    return STARTUP_FAILURE
+                if self.stopping:
+                    break
+                self.processes[index] = self._start(index)
         return 0
+
+    def _pause_after_early_death(self, index: int) -> bool:
+        """Back off before replacing a worker that died starting up; False: a crash loop."""
+        now = time.monotonic()
+        if now - self.started_at[index] >= _EARLY_S:
+            return True
+        self.early_deaths.append(now)
+        while self.early_deaths and now - self.early_deaths[0] > _EARLY_WINDOW_S:
+            self.early_deaths.popleft()
+        if len(self.early_deaths) >= _MAX_EARLY_DEATHS:
+            return False
+        deadline = now + 2.0 ** (len(self.early_deaths) - 1)
+        while not self.stopping and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return True
 
     def _stop_all(self) -> None:
         """SIGTERM every worker (uvicorn drains its requests), then wait; kill what outlives

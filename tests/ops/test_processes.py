@@ -18,9 +18,10 @@ from tests.ops.servers import running_server, server_env
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 @pytest.mark.parametrize("workers", [1, 2])
-async def test_sigterm_lets_the_request_in_flight_finish_and_exits_0(
-    database_url: str, signing_key, auth, workers: int
+async def test_a_stop_signal_lets_the_request_in_flight_finish_and_exits_0(
+    database_url: str, signing_key, auth, workers: int, stop: signal.Signals
 ) -> None:
     env = server_env(database_url, signing_key.public_file, ISSUER, AUDIENCE)
     with running_server(env, workers=workers) as (base, process):
@@ -41,7 +42,7 @@ async def test_sigterm_lets_the_request_in_flight_finish_and_exits_0(
                 )
             )
             await asyncio.sleep(0.5)
-            process.send_signal(signal.SIGTERM)
+            process.send_signal(stop)
             await asyncio.sleep(0.5)
             assert process.poll() is None, "the server must wait for the request in flight"
             released.set()

@@ -3,11 +3,13 @@ replaced (and logged), an address already taken is refused, the start-up heap is
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -123,3 +125,92 @@ def test_freezing_the_start_up_heap_moves_it_out_of_the_collectors_reach() -> No
     finally:
         gc.unfreeze()
     assert gc.get_freeze_count() == 0
+
+
+def test_a_worker_that_cannot_load_the_app_stops_the_instance_with_status_3(
+    database_url: str, tmp_path: Path
+) -> None:
+    # A setting only the worker trips on (the key file is read when the app is built): every
+    # replacement would fail alike, so the instance stops instead of replacing them for ever.
+    bad_key = tmp_path / "key.pem"
+    bad_key.write_text("not a key")
+    env = server_env(database_url, bad_key, ISSUER, AUDIENCE)
+    env["REFERRAL_METRICS_PORT"] = "0"
+    result = subprocess.run(
+        [SERVICE, "serve", "--port", str(free_port()), "--workers", "2"],
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+    assert result.returncode == workers.STARTUP_FAILURE
+    output = result.stdout + result.stderr
+    assert b"worker cannot load the app" in output
+    assert b"worker died; starting another" not in output
+
+
+def _run_python(
+    code: str, env_extra: dict[str, str], timeout: float
+) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, **env_extra}
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, timeout=timeout
+    )
+
+
+def test_workers_that_keep_dying_as_they_start_are_given_up_on_with_status_3() -> None:
+    # Killed while importing the app (not a status the worker chose): replaced after a
+    # growing pause, then the supervisor stops with a message instead of spinning for ever.
+    result = _run_python(
+        "import logging, sys\n"
+        "logging.basicConfig(level=logging.INFO)\n"
+        "from service.core.workers import Supervisor\n"
+        "sys.exit(Supervisor({'app': 'tests.ops.signalling_app:app', 'log_config': None},"
+        " host='127.0.0.1', port=0, workers=2, grace_s=5).run())\n",
+        {"SIGNAL_AT_IMPORT": "SIGKILL"},
+        timeout=90,
+    )
+    assert result.returncode == workers.STARTUP_FAILURE
+    output = result.stdout + result.stderr
+    assert output.count(b"worker died; starting another") == 5
+    assert b"workers keep dying as they start; stopping" in output
+
+
+def test_a_stop_asked_for_while_the_app_is_imported_is_not_lost() -> None:
+    # One process: SIGTERM arrives before uvicorn listens for it (the app is imported first,
+    # to freeze the heap): it must stop the server, not be swallowed while it serves on.
+    result = _run_python(
+        "import signal, sys\n"
+        "signal.signal(signal.SIGTERM, lambda *_: None)  # as `serve` does\n"
+        "from service.core.workers import run\n"
+        "sys.exit(run({'app': 'tests.ops.signalling_app:app', 'log_config': None},"
+        " host='127.0.0.1', port=0, workers=1, grace_s=10))\n",
+        {"SIGNAL_AT_IMPORT": "SIGTERM"},
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+def test_workers_stop_when_their_supervisor_is_killed(database_url: str, signing_key) -> None:
+    env = server_env(database_url, signing_key.public_file, ISSUER, AUDIENCE)
+    with running_server(env, workers=2) as (base, process):
+        port = int(base.rsplit(":", 1)[1])
+        assert wait_for(lambda: len(spawned_workers(process.pid)) == 2)
+        pids = spawned_workers(process.pid)
+        process.kill()
+        process.wait(timeout=10)
+        try:
+            # Orphaned workers drain and exit instead of serving the port for ever.
+            assert wait_for(lambda: not any(_alive(pid) for pid in pids), seconds=40)
+            assert not listening_inodes(port)
+        finally:
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)

@@ -164,9 +164,12 @@ async def verify(
             continue
         begun = start.get(head.chain)
         since = (begun.chain_seq + 1, begun.hash, begun.seq) if begun else (1, GENESIS_HASH, 0)
-        next_position, last_hash, _ = walk.expected.get(head.chain, since)
+        next_position, last_hash, last_seq = walk.expected.get(head.chain, since)
         if head.chain_seq != next_position - 1 or head.hash != last_hash:
             walk.fault(head.seq, head.chain, "events missing before its head")
+        elif head.seq != last_seq:
+            # The head becomes the next checkpoint: it must name its last event entirely.
+            walk.fault(head.seq, head.chain, "head's sequence number is not its last event's")
     for (chain, position), saved in anchored.items():
         if walk.seen_at.get((chain, position), (None, None))[1] != saved.hash:
             walk.fault(saved.seq, chain, "anchored event missing or changed")

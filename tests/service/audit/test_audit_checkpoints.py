@@ -249,3 +249,34 @@ async def test_an_incremental_run_finds_a_removed_head_and_a_rewound_one(
         await engine.dispose()
     assert result.valid is False
     assert "no head" in str(result.problem)
+
+
+async def test_a_head_whose_sequence_number_is_not_its_last_events_is_found(
+    client: httpx.AsyncClient, auth: Auth, database_url: str, settings: Settings
+) -> None:
+    # The head becomes the next checkpoint: a head naming another event's sequence number
+    # must not be recorded as verified (the full run would then blame the checkpoint).
+    await make_events(client, auth(), 4)
+    assert (await verify_over_http(client, auth))["valid"] is True
+    before = await stored_checkpoints(database_url)
+    await make_events(client, auth(), 6)
+    last = busiest_chain(await raw_events(database_url))[-1]
+    await tamper(
+        database_url,
+        update(AUDIT_CHAIN_HEADS)
+        .where(AUDIT_CHAIN_HEADS.c.chain == last["chain"])
+        .values(seq=last["seq"] + 1000),
+    )
+
+    engine = create_engine(settings)
+    try:
+        async with UnitOfWork(make_sessionmaker(engine)).begin() as session:
+            full = await verification.verify(session)
+    finally:
+        await engine.dispose()
+    assert (full.valid, full.first_invalid_seq) == (False, last["seq"] + 1000)
+    assert "head" in str(full.problem) and "checkpoint" not in str(full.problem)
+
+    body = await verify_over_http(client, auth)
+    assert (body["valid"], body["first_invalid_seq"]) == (False, last["seq"] + 1000)
+    assert (await stored_checkpoints(database_url)).get(last["chain"]) == before.get(last["chain"])

@@ -44,6 +44,8 @@ from collections.abc import Iterator
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from service.core.settings import ConfigurationError
+
 logger = logging.getLogger("service.serve")
 
 STARTUP_FAILURE = 3  # uvicorn's exit status for a worker that could not start serving
@@ -296,4 +298,10 @@ def run(options: dict[str, Any], *, host: str, port: int, workers: int, grace_s:
     `workers` processes; returns the exit status."""
     if workers <= 1:
         return run_single({**options, "host": host, "port": port})
+    if not hasattr(socket, "SO_REUSEPORT"):
+        # Without it the workers' sockets cannot share the address: say so, not a traceback.
+        raise ConfigurationError(
+            f"REFERRAL_WORKERS={workers}: this platform has no SO_REUSEPORT for the workers to "
+            "share the port; run one worker per instance (REFERRAL_WORKERS=1)"
+        )
     return Supervisor(options, host=host, port=port, workers=workers, grace_s=grace_s).run()

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from service.core import workers
+from service.core.settings import ConfigurationError
 from tests.conftest import AUDIENCE, ISSUER
 from tests.ops.servers import SERVICE, free_port, running_server, server_env
 
@@ -214,3 +215,13 @@ def test_workers_stop_when_their_supervisor_is_killed(database_url: str, signing
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+
+
+def test_several_workers_without_so_reuseport_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delattr(socket, "SO_REUSEPORT")
+    with pytest.raises(ConfigurationError, match="SO_REUSEPORT"):
+        workers.run(
+            {"app": "tests.ops.signalling_app:app"}, host="127.0.0.1", port=0, workers=2, grace_s=1
+        )

@@ -269,6 +269,9 @@ class Stored:
     orphans: int  # referrals that no idempotency key points at
     audit_valid: bool
     audit_output: str
+    # Referrals without exactly one `referral.created` success event: a chain can verify
+    # with an event missing if it was never appended.
+    unaudited: int = 0
 
     @property
     def lost(self) -> int:
@@ -284,6 +287,8 @@ class Stored:
             found.append(f"{self.duplicates} duplicates")
         if self.orphans:
             found.append(f"{self.orphans} referrals without their key")
+        if self.unaudited:
+            found.append(f"{self.unaudited} referrals without their one creation event")
         if not self.audit_valid:
             found.append(f"audit verify failed: {self.audit_output[-300:]}")
         return found
@@ -300,9 +305,17 @@ async def count_stored(database_url: str, keys: payload.KeyPair, ledger: Ledger)
     try:
         rows = await connection.fetch("SELECT org, key, referral_id FROM idempotency_keys")
         ids = {row["id"] for row in await connection.fetch("SELECT id FROM referrals")}
+        created = Counter(
+            row["resource_id"]
+            for row in await connection.fetch(
+                "SELECT resource_id FROM audit_events "
+                "WHERE action = 'referral.created' AND outcome = 'success'"
+            )
+        )
     finally:
         await connection.close()
     by_key = {(row["org"], row["key"]): row["referral_id"] for row in rows}
+    referral_ids = {str(i) for i in ids}
     keys_per_referral = Counter(by_key.values())
     stored = sum(
         1
@@ -334,6 +347,8 @@ async def count_stored(database_url: str, keys: payload.KeyPair, ledger: Ledger)
         orphans=len(ids - set(by_key.values())),
         audit_valid=verify.returncode == 0,
         audit_output=(verify.stdout + verify.stderr).decode(errors="replace"),
+        unaudited=sum(1 for i in referral_ids if created[i] != 1)
+        + sum(n for i, n in created.items() if i not in referral_ids),
     )
 
 

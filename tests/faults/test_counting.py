@@ -3,12 +3,16 @@ answered with two different referrals, are both reported (so a green run means s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from bench import payload
+from service.referrals import intake
+from tests.factories import make_referral_body
 from tests.faults.harness import Caller, Ledger, count_stored
 
 pytestmark = pytest.mark.postgres_only
@@ -38,3 +42,29 @@ async def test_a_lost_and_a_doubled_referral_are_both_reported(
     problems = stored.problems()
     assert any("not stored" in p for p in problems)
     assert any("duplicates" in p for p in problems)
+
+
+async def test_a_referral_stored_without_its_creation_event_is_reported(
+    database_url: str,
+    tmp_path: Path,
+    client: httpx.AsyncClient,
+    auth: Callable[..., dict[str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The chain verifies (nothing was appended, so nothing is broken), the referral is under
+    # its key with the id the client was told: only its missing audit event is wrong.
+    async def no_event(*_args: Any, **_kwargs: Any) -> None:
+        return None
+
+    monkeypatch.setattr(intake, "_audit_created", no_event)
+    headers = {**auth(org="RX1"), "Idempotency-Key": "key-1"}
+    response = await client.post("/v1/referrals", json=make_referral_body(), headers=headers)
+    assert response.status_code == 201, response.text
+    ledger = Ledger(retry_statuses=frozenset())
+    assert ledger.record(Caller("RX1", "not-used"), "key-1", response, 0.1) is True
+
+    stored = await count_stored(database_url, payload.make_keypair(tmp_path), ledger)
+    assert (stored.acknowledged, stored.stored, stored.lost, stored.duplicates) == (1, 1, 0, 0)
+    assert stored.audit_valid
+    assert stored.unaudited == 1
+    assert any("creation event" in p for p in stored.problems())

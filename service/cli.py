@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -106,9 +107,11 @@ def _serve(args: argparse.Namespace) -> int:
         load_ruleset(settings.ruleset_path)
     workers = args.workers or settings.workers
     host = args.host or settings.host
+    metrics_dir = None
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Each worker is a process: metrics must be shared through files to add up.
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="referral-metrics-")
+        metrics_dir = tempfile.mkdtemp(prefix="referral-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     _raise_fd_limit()
     # Started once, here in the parent: with workers it reads every worker's files; with one
     # worker the app runs in this very process, so its own registry is the whole story.
@@ -141,6 +144,10 @@ def _serve(args: argparse.Namespace) -> int:
         if metrics_server is not None:
             metrics_server.shutdown()
             metrics_server.server_close()
+        if metrics_dir is not None:
+            # Ours alone (a directory set by the deployer is theirs): one per start otherwise
+            # piles up in the temporary directory.
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return status
 
 

@@ -225,3 +225,16 @@ def test_several_workers_without_so_reuseport_is_a_configuration_error(
         workers.run(
             {"app": "tests.ops.signalling_app:app"}, host="127.0.0.1", port=0, workers=2, grace_s=1
         )
+
+
+def test_the_metrics_directory_serve_made_is_removed_when_it_stops(
+    database_url: str, signing_key, tmp_path: Path
+) -> None:
+    env = server_env(database_url, signing_key.public_file, ISSUER, AUDIENCE)
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env["TMPDIR"] = str(tmp_path)
+    with running_server(env, workers=2) as (_base, process):
+        assert len(list(tmp_path.glob("referral-metrics-*"))) == 1
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=40) == 0
+    assert not list(tmp_path.glob("referral-metrics-*"))

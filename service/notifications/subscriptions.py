@@ -68,7 +68,9 @@ async def create(
     """A new subscription of the caller's organisation, with its signing secret. Only the team
     (a token with referrals:triage) may hear of new referrals."""
     problems = []
-    wanted = list(dict.fromkeys(events))  # de-duplicated, in the caller's order
+    wanted = list(events)
+    if len(set(wanted)) != len(wanted):
+        problems.append(FieldProblem("events", "names an event more than once"))
     if not team and TEAM_EVENTS & set(wanted):
         problems.append(
             FieldProblem(

@@ -102,6 +102,43 @@ async def test_bad_requests_name_the_field(
     )
     # New referrals are for the team only.
     problem(await create(client, auth, events=["referral.created"]), 422, fields=("events",))
+    # Ambiguity is refused: an event named twice is a mistake to point out, not to guess at.
+    twice = ["referral.status_changed", "referral.status_changed"]
+    problem(await create(client, auth, events=twice), 422, fields=("events",))
+    # A URL the HTTP client cannot read (an octal IPv4 host) would fail at every delivery.
+    problem(await create(client, auth, url="https://0135.0270.0327.016/x"), 422, fields=("url",))
+    listed = await client.get("/v1/webhook-subscriptions", headers=auth(**MINE))
+    assert listed.json() == []
+
+
+async def test_a_host_name_that_cannot_be_encoded_is_a_bad_request(
+    client: httpx.AsyncClient, auth: Any, problem: ProblemCheck
+) -> None:
+    # The real resolver: IDNA refuses an empty or a 64-character label before any DNS query.
+    for host in ("a..partner.example", "a" * 64 + ".partner.example"):
+        problem(await create(client, auth, url=f"https://{host}/x"), 422, fields=("url",))
+
+
+async def test_a_delivery_is_found_only_under_its_own_subscription(
+    app: FastAPI, client: httpx.AsyncClient, auth: Any, problem: ProblemCheck
+) -> None:
+    """Another organisation's delivery id under that organisation's own subscription is 404."""
+    resolve_to(app, "93.184.215.14")
+    mine = (await create(client, auth)).json()["id"]
+    theirs = await client.post(
+        "/v1/webhook-subscriptions",
+        json={"url": PUBLIC_URL, "events": ["ping"]},
+        headers=auth(**THEIRS),
+    )
+    their_base = f"/v1/webhook-subscriptions/{theirs.json()['id']}"
+    ping = await client.post(f"/v1/webhook-subscriptions/{mine}/ping", headers=auth(**MINE))
+    delivery_id = ping.json()["id"]
+    retried = await client.post(
+        f"{their_base}/deliveries/{delivery_id}/retry", headers=auth(**THEIRS)
+    )
+    problem(retried, 404)
+    theirs_listed = await client.get(f"{their_base}/deliveries", headers=auth(**THEIRS))
+    assert theirs_listed.json() == []
 
 
 @pytest.mark.parametrize(
@@ -124,6 +161,13 @@ async def test_bad_requests_name_the_field(
         "fd00:ec2::254",
         "192.0.2.10",  # documentation: not global
         "::ffff:10.0.0.1",  # IPv4-mapped private
+        "2002:7f00:1::1",  # 6to4 of 127.0.0.1
+        "2002:a9fe:a9fe::1",  # 6to4 of the metadata address
+        "64:ff9b::a00:1",  # NAT64 of 10.0.0.1
+        "64:ff9b:1::a00:1",  # local-use NAT64
+        "::127.0.0.1",  # IPv4-compatible (deprecated)
+        "2001:0:4136:e378:8000:63bf:80ff:fffe",  # Teredo
+        "fec0::1",  # site-local (deprecated)
     ],
 )
 async def test_a_url_that_resolves_inwards_is_refused(

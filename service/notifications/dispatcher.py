@@ -130,15 +130,24 @@ class Dispatcher:
 
     async def _deliver(self, claimed: repository.Claimed) -> None:
         body = signing.body(claimed.event_type, claimed.created_at, claimed.data)
-        result = await delivery.attempt(
-            self._client,
-            self.policy,
-            url=claimed.url,
-            message_id=claimed.event_id,
-            secrets=claimed.secrets,
-            body=body,
-            timeout=self.timeout,
-        )
+        try:
+            result = await delivery.attempt(
+                self._client,
+                self.policy,
+                url=claimed.url,
+                message_id=claimed.event_id,
+                secrets=claimed.secrets,
+                body=body,
+                timeout=self.timeout,
+            )
+        except Exception:
+            # A failed attempt like any other: unrecorded, the delivery would be claimed again
+            # at each lease's end for ever, never `failed`, holding its referral's later events.
+            logger.exception(
+                "webhook attempt raised",
+                extra={"event_id": claimed.event_id, "subscription_id": claimed.subscription_id},
+            )
+            result = delivery.Result(ok=False, status_code=None, error="internal_error")
         outcome = "success" if result.ok else (result.error or "failure")
         metrics.WEBHOOK_ATTEMPTS.labels(outcome).inc()
         logger.info(

@@ -9,6 +9,7 @@ import asyncio
 import logging
 import socket
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -290,3 +291,57 @@ async def test_a_dispatcher_that_is_stopped_hands_back_what_it_holds(hooks: Hook
         assert await hooks.dispatcher().run_once() == 1  # at once, no lease to wait for
         [row] = await hooks.deliveries()
         assert row.status == "succeeded"
+
+
+async def test_an_attempt_that_raises_is_a_failure_on_the_schedule(hooks: Hooks) -> None:
+    """Not a delivery claimed again at each lease's end for ever, holding back the later
+    events of its referral: it is retried on the schedule and then `failed`, as any other."""
+
+    async def broken(_host: str, _port: int) -> list[str]:
+        raise RuntimeError("a bug in a resolver")
+
+    await hooks.subscribe("https://hooks.partner.example/x")
+    await hooks.publish("r-1", version=2)
+    await hooks.publish("r-1", version=3)
+    dispatcher = hooks.dispatcher(
+        policy=UrlPolicy(allow_insecure=False, resolver=broken), schedule=(1.0,)
+    )
+    assert await dispatcher.run_once() == 1
+    first, _later = await hooks.deliveries()
+    assert (first.status, first.attempts, first.last_error) == ("pending", 1, "internal_error")
+    hooks.clock.advance(1)
+    assert await dispatcher.run_once() == 1
+    assert await dispatcher.run_once() == 1  # version 3 is no longer held back
+    assert [(r.status, r.attempts) for r in await hooks.deliveries()] == [
+        ("failed", 2),
+        ("pending", 1),
+    ]
+
+
+async def test_a_database_error_does_not_stop_the_dispatcher(
+    hooks: Hooks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from service.notifications import repository
+
+    real_claim = repository.claim
+    failures = []
+
+    async def claim_once_failing(*args: Any, **kwargs: Any) -> Any:
+        if not failures:
+            failures.append(1)
+            raise OperationalError("SELECT", {}, Exception("the database is restarting"))
+        return await real_claim(*args, **kwargs)
+
+    monkeypatch.setattr(repository, "claim", claim_once_failing)
+    with receiver() as hook:
+        await hooks.subscribe(hook.url)
+        await hooks.publish("r-1")
+        task = asyncio.create_task(hooks.dispatcher(poll_seconds=0.05).run())
+        try:
+            await hook.wait_for(1)
+            assert failures == [1] and not task.done()
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)

@@ -22,6 +22,7 @@ from service.core.settings import Settings
 from service.core.unit_of_work import UnitOfWork
 from service.notifications import delivery, outbox, repository, signing
 from service.notifications.safety import UrlPolicy
+from service.notifications.subscriptions import EVENT_TYPES
 
 logger = logging.getLogger("service.notifications")
 
@@ -199,6 +200,15 @@ class Dispatcher:
                 "webhook lease lost before the result was recorded",
                 extra={"event_id": claimed.event_id, "subscription_id": claimed.subscription_id},
             )
+        elif status == repository.FAILED:
+            logger.warning(
+                "webhook delivery failed for good",
+                extra={
+                    "event_id": claimed.event_id,
+                    "event_type": claimed.event_type,
+                    "subscription_id": claimed.subscription_id,
+                },
+            )
 
     async def purge(self) -> int:
         """Forget finished deliveries older than the retention (at most hourly from run())."""
@@ -214,6 +224,8 @@ class Dispatcher:
         async with self.units.begin() as session:
             backlog = await repository.backlog(await session.connection())
         metrics.WEBHOOK_OUTBOX_DEPTH.set(backlog.depth)
+        for event_type in EVENT_TYPES:
+            metrics.WEBHOOK_FAILED.labels(event_type).set(backlog.failed.get(event_type, 0))
         age = 0.0 if backlog.oldest is None else (self.clock() - backlog.oldest).total_seconds()
         metrics.WEBHOOK_OLDEST_PENDING.set(max(age, 0.0))
 

@@ -8,14 +8,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
+from service.notifications import subscriptions
 from service.notifications.dispatcher import RETRY_SCHEDULE
 from service.notifications.safety import UrlPolicy
-from tests.service.notifications.conftest import Hooks
+from tests.service.notifications.conftest import TEAM, Hooks
 from tests.webhooks import always, receiver
 
 
@@ -112,10 +114,51 @@ async def test_410_disables_the_subscription_and_gives_up_its_waiting_deliveries
             ("failed", "http_status"),
             ("failed", "subscription_disabled"),
         ]
-        await hooks.publish("r-3")  # a disabled subscription gets nothing new
-        assert len(await hooks.deliveries()) == 2
+        await hooks.publish("r-3")  # a disabled subscription is sent nothing new ...
         assert await dispatcher.run_once() == 0
         assert len(hook.snapshot()) == 1
+
+
+async def test_what_a_disabled_subscription_misses_is_kept_visible_and_counted(
+    hooks: Hooks,
+) -> None:
+    """A safeguarding alert raised while the team's endpoint is disabled (410) is not silently
+    dropped: it is in the deliveries as failed, counted, and a retry sends it."""
+    from prometheus_client import REGISTRY
+
+    from service.core import events
+
+    with receiver(lambda n: (410, 0.0, {}) if n == 0 else (204, 0.0, {})) as hook:
+        made = await hooks.subscribe(hook.url, ("referral.safeguarding_alert",))
+        alert = events.ReferralEvent(
+            events.REFERRAL_SAFEGUARDING_ALERT, "r-1", "RX1", False, True, hooks.clock(), {}
+        )
+        async with hooks.units.begin() as session:
+            await events.publish(session, [alert])
+        dispatcher = hooks.dispatcher()
+        assert await dispatcher.run_once() == 1  # 410: disabled
+        async with hooks.units.begin() as session:
+            await events.publish(session, [replace(alert, referral_id="r-2")])
+        rows = await hooks.deliveries()
+        assert [(r.referral_id, r.status, r.last_error) for r in rows] == [
+            ("r-1", "failed", "http_status"),
+            ("r-2", "failed", "subscription_disabled"),
+        ]
+        assert rows[1].finished_at is not None  # forgotten after the retention, not kept forever
+        await dispatcher.observe_backlog()
+        labels = {"type": "referral.safeguarding_alert"}
+        assert REGISTRY.get_sample_value("referral_webhook_failed_deliveries", labels) == 2
+        async with hooks.units.begin() as session:
+            await subscriptions.retry(
+                session=session,
+                ctx=TEAM,
+                subscription_id=made.subscription.id,
+                delivery_id=rows[1].id,
+                now=hooks.clock(),
+            )
+        assert await dispatcher.run_once() == 1
+        sent = [r.verify(made.secret)["type"] for r in hook.snapshot()]
+        assert sent == ["referral.safeguarding_alert"] * 2
 
 
 async def test_a_redirect_is_a_failure_and_is_not_followed(hooks: Hooks) -> None:
@@ -238,10 +281,10 @@ async def test_metrics_count_attempts_by_result_and_show_the_backlog(hooks: Hook
         assert sample("referral_webhook_oldest_pending_seconds") >= 90
         await dispatcher.run_once()
         assert sample("referral_webhook_attempts_total", result="http_status") == before + 1
-        # Labels are the result class only: never an organisation, a URL or an id.
+        # Labels are the result class or event type only: never an organisation, a URL or an id.
         families = [m for m in REGISTRY.collect() if m.name.startswith("referral_webhook")]
         labels = {key for m in families for s in m.samples for key in s.labels}
-        assert labels <= {"result"}
+        assert labels <= {"result", "type"}
 
 
 async def test_each_attempt_is_logged_without_the_body(

@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from standardwebhooks.webhooks import WebhookVerificationError
 
 from service.notifications import subscriptions
 from service.notifications.dispatcher import RETRY_SCHEDULE
@@ -388,3 +389,28 @@ async def test_a_database_error_does_not_stop_the_dispatcher(
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_the_previous_secret_signs_for_24_hours_and_no_longer(hooks: Hooks) -> None:
+    with receiver() as hook:
+        made = await hooks.subscribe(hook.url)
+        async with hooks.units.begin() as session:
+            rotated = await subscriptions.rotate_secret(
+                session=session,
+                ctx=TEAM,
+                subscription_id=made.subscription.id,
+                now=hooks.clock(),
+            )
+        dispatcher = hooks.dispatcher()
+        hooks.clock.advance(24 * 3600 - 1)
+        await hooks.publish("r-1")
+        await dispatcher.run_once()
+        hooks.clock.advance(1)
+        await hooks.publish("r-2")
+        await dispatcher.run_once()
+        within, after = hook.snapshot()
+        assert within.verify(made.secret) and within.verify(rotated.secret)
+        assert len(after.headers["webhook-signature"].split(" ")) == 1
+        assert after.verify(rotated.secret)["data"]["id"] == "r-2"
+        with pytest.raises(WebhookVerificationError):
+            after.verify(made.secret)

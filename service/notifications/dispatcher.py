@@ -141,12 +141,17 @@ class Dispatcher:
                 body=body,
                 timeout=self.timeout,
             )
-        except Exception:
+        except Exception as exc:
             # A failed attempt like any other: unrecorded, the delivery would be claimed again
             # at each lease's end for ever, never `failed`, holding its referral's later events.
-            logger.exception(
+            # The class only: the message may quote the URL, whose query may hold a token.
+            logger.error(
                 "webhook attempt raised",
-                extra={"event_id": claimed.event_id, "subscription_id": claimed.subscription_id},
+                extra={
+                    "event_id": claimed.event_id,
+                    "subscription_id": claimed.subscription_id,
+                    "error": type(exc).__name__,
+                },
             )
             result = delivery.Result(ok=False, status_code=None, error="internal_error")
         outcome = "success" if result.ok else (result.error or "failure")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 from fastapi import FastAPI
 
 from service.core.settings import Settings
+from service.notifications import subscriptions
 from service.notifications.safety import UrlPolicy
 from tests.api.conftest import ProblemCheck
 from tests.conftest import SigningKey, make_settings
@@ -117,6 +119,25 @@ async def test_a_host_name_that_cannot_be_encoded_is_a_bad_request(
     # The real resolver: IDNA refuses an empty or a 64-character label before any DNS query.
     for host in ("a..partner.example", "a" * 64 + ".partner.example"):
         problem(await create(client, auth, url=f"https://{host}/x"), 422, fields=("url",))
+
+
+async def test_a_host_that_never_resolves_is_refused_in_bounded_time(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    auth: Any,
+    problem: ProblemCheck,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(subscriptions, "RESOLVE_TIMEOUT", 0.1)
+
+    async def silent(_host: str, _port: int) -> list[str]:
+        await asyncio.Event().wait()  # a name server that never answers
+        return []
+
+    app.state.services.url_policy = UrlPolicy(allow_insecure=False, resolver=silent)
+    async with asyncio.timeout(10):  # (a bound for the test, not a timing assertion)
+        refused = await create(client, auth)
+    problem(refused, 422, fields=("url",))
 
 
 async def test_a_delivery_is_found_only_under_its_own_subscription(

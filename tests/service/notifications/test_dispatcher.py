@@ -337,12 +337,14 @@ async def test_a_dispatcher_that_is_stopped_hands_back_what_it_holds(hooks: Hook
         assert row.status == "succeeded"
 
 
-async def test_an_attempt_that_raises_is_a_failure_on_the_schedule(hooks: Hooks) -> None:
+async def test_an_attempt_that_raises_is_a_failure_on_the_schedule(
+    hooks: Hooks, caplog: pytest.LogCaptureFixture
+) -> None:
     """Not a delivery claimed again at each lease's end for ever, holding back the later
     events of its referral: it is retried on the schedule and then `failed`, as any other."""
 
     async def broken(_host: str, _port: int) -> list[str]:
-        raise RuntimeError("a bug in a resolver")
+        raise RuntimeError("a bug quoting https://hooks.partner.example/x?token=s3cr3t")
 
     await hooks.subscribe("https://hooks.partner.example/x")
     await hooks.publish("r-1", version=2)
@@ -360,6 +362,9 @@ async def test_an_attempt_that_raises_is_a_failure_on_the_schedule(hooks: Hooks)
         ("failed", 2),
         ("pending", 1),
     ]
+    raised = [r for r in caplog.records if r.getMessage() == "webhook attempt raised"]
+    assert raised and raised[0].error == "RuntimeError"  # type: ignore[attr-defined]
+    assert "s3cr3t" not in caplog.text
 
 
 async def test_a_database_error_does_not_stop_the_dispatcher(

@@ -186,6 +186,11 @@ class Dispatcher:
                 next_at = self._next_attempt(claimed.attempt, result.retry_after, now)
         async with self.units.begin() as session:
             db = await session.connection()
+            if status == repository.PENDING and await repository.lock_disabled(
+                db, claimed.subscription_id
+            ):
+                # A 410 to another delivery in flight disabled it: nothing claims it now.
+                status, next_at = repository.FAILED, None
             kept = await repository.record(
                 db,
                 delivery_id=claimed.id,

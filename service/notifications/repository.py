@@ -240,6 +240,14 @@ async def disable_subscription(
     )
 
 
+async def lock_disabled(db: AsyncConnection, subscription_id: str) -> bool:
+    """Whether the subscription is disabled, holding its row until the commit: a concurrent
+    disable either commits first (and is seen) or waits, then fails what this leaves pending."""
+    query = select(_S.c.disabled_at).where(_S.c.id == subscription_id).with_for_update()
+    row = (await db.execute(query)).first()
+    return row is not None and row.disabled_at is not None
+
+
 # --- Deliveries log ------------------------------------------------------------------------
 
 

@@ -419,3 +419,20 @@ async def test_the_previous_secret_signs_for_24_hours_and_no_longer(hooks: Hooks
         assert after.verify(rotated.secret)["data"]["id"] == "r-2"
         with pytest.raises(WebhookVerificationError):
             after.verify(made.secret)
+
+
+async def test_a_retry_due_after_a_410_in_the_same_batch_is_given_up_too(hooks: Hooks) -> None:
+    """Two deliveries in flight to one subscription: the first answers 410 and disables it; the
+    second fails later with a 500. It must not be left pending for a subscription that is no
+    longer claimed (never sent, never failed, counted as waiting for ever)."""
+    with receiver(lambda n: (410, 0.0, {}) if n == 0 else (500, 0.5, {})) as hook:
+        await hooks.subscribe(hook.url)
+        await hooks.publish("r-1")
+        await hooks.publish("r-2")
+        assert await hooks.dispatcher().run_once() == 2
+        rows = await hooks.deliveries()
+        assert sorted((r.status, r.last_status_code) for r in rows) == [
+            ("failed", 410),
+            ("failed", 500),
+        ]
+        assert len(hook.snapshot()) == 2

@@ -89,7 +89,7 @@ def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | No
 class Target:
     """Where to connect: the URL with its host replaced by the checked address."""
 
-    host: str  # as in the URL: for the Host header and TLS SNI
+    host: str  # as in the URL (IDNA-encoded): for the Host header and TLS SNI
     address: str  # the checked IP address to connect to
     url: str  # the original URL
 
@@ -115,11 +115,12 @@ class UrlPolicy:
         except ValueError:
             raise UnsafeUrl("has an invalid port") from None
         try:
-            # The HTTP client must read the URL as we do, or delivery fails every time.
-            httpx.URL(url)
+            # The HTTP client must read the URL as we do, or delivery fails every time. Its
+            # host in ASCII (IDNA) is the name resolved, sent as Host and verified by TLS.
+            host = httpx.URL(url).raw_host.decode("ascii")
         except httpx.InvalidURL:
             raise UnsafeUrl("is not a valid URL") from None
-        return parts.hostname, port
+        return host, port
 
     async def resolve(self, url: str) -> Target:
         """Resolve the URL's host and check every address; the first is the one to use."""

@@ -102,3 +102,12 @@ async def test_an_unreadable_url_is_refused_not_raised() -> None:
     # An octal IPv4 host: the resolver reads it as 127.0.0.1, the HTTP client not at all.
     result = await send("http://0177.0.0.1:9/hook", timeout=1.0)
     assert (result.ok, result.error) == (False, "address_refused")
+
+
+async def test_an_internationalised_host_name_is_sent_in_its_ascii_form() -> None:
+    with receiver() as hook:
+        result = await send(f"http://bücher.test:{hook.port}/hook", timeout=5.0)
+        [message] = hook.snapshot()
+    # Not a UnicodeEncodeError building the Host header at every attempt.
+    assert (result.ok, result.status_code) == (True, 204)
+    assert message.headers["host"] == f"xn--bcher-kva.test:{hook.port}"

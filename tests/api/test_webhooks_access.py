@@ -69,6 +69,10 @@ async def test_another_organisation_gets_404_everywhere_and_lists_none(
     unknown = f"/v1/webhook-subscriptions/{uuid.uuid4()}"
     problem(await client.delete(unknown, headers=auth(**MINE)), 404)
     problem(await client.post(f"{base}/deliveries/999999/retry", headers=auth(**MINE)), 404)
+    # Beyond the id column's range: a bad request naming it, not a database error (500).
+    for beyond in ("9223372036854775808", "99999999999999999999", "0"):
+        retried = await client.post(f"{base}/deliveries/{beyond}/retry", headers=auth(**MINE))
+        problem(retried, 422, fields=("delivery_id",))
 
 
 async def test_the_scope_is_required(

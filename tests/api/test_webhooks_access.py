@@ -108,6 +108,8 @@ async def test_bad_requests_name_the_field(
     )
     # New referrals are for the team only.
     problem(await create(client, auth, events=["referral.created"]), 422, fields=("events",))
+    alerts = ["referral.safeguarding_alert"]
+    problem(await create(client, auth, events=alerts), 422, fields=("events",))
     # Ambiguity is refused: an event named twice is a mistake to point out, not to guess at.
     twice = ["referral.status_changed", "referral.status_changed"]
     problem(await create(client, auth, events=twice), 422, fields=("events",))

@@ -82,7 +82,7 @@ async def create(
             )
         )
     try:
-        # Bounded: a name server that never answers must not hold the request (and a thread).
+        # Bounded: a name server that never answers must not hold the request.
         async with asyncio.timeout(RESOLVE_TIMEOUT):
             await policy.resolve(url)
     except UnsafeUrl as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Response, status
+from fastapi import APIRouter, Body, Path, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import JSON_BODY_ONLY, CanManageWebhooks, ClockDep, ServicesDep, SessionDep
@@ -46,6 +46,9 @@ SUBSCRIPTION_EXAMPLES = Body(
         },
     }
 )
+
+# Within the column's BIGINT: a larger number is a bad request, not a database error.
+DeliveryId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 router = APIRouter(
     prefix="/v1/webhook-subscriptions", tags=["webhooks"], route_class=StrictJsonRoute
@@ -221,7 +224,7 @@ async def deliveries(
 )
 async def retry_delivery(
     subscription_id: uuid.UUID,
-    delivery_id: int,
+    delivery_id: DeliveryId,
     ctx: CanManageWebhooks,
     db: SessionDep,
     now: ClockDep,

@@ -86,6 +86,13 @@ WEBHOOK_OUTBOX_DEPTH = Gauge(
     "Webhook deliveries still to make (pending or being delivered), as a dispatcher last saw.",
     multiprocess_mode="livemax",
 )
+WEBHOOK_FAILED = Gauge(
+    "referral_webhook_failed_deliveries",
+    "Webhook deliveries given up on (retries exhausted, 410, or missed while the subscription "
+    "was disabled), kept for the retention, by event type: alert on safeguarding alerts.",
+    ["type"],
+    multiprocess_mode="livemax",
+)
 WEBHOOK_OLDEST_PENDING = Gauge(
     "referral_webhook_oldest_pending_seconds",
     "Age of the longest-waiting webhook delivery still to make (0 when none).",

@@ -73,13 +73,15 @@ async def attempt(
     timeout: float,
 ) -> Result:
     started = time.perf_counter()
+    # One deadline for the whole attempt: resolving, connecting, sending and reading.
+    deadline = asyncio.get_running_loop().time() + timeout
 
     def done(**fields: object) -> Result:
         return Result(duration=time.perf_counter() - started, **fields)  # type: ignore[arg-type]
 
     try:
         # Bounded too: a slow resolver must not hold the attempt past its timeout.
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout_at(deadline):
             target = await policy.resolve(url)
     except UnsafeUrl:
         return done(ok=False, status_code=None, error="address_refused")
@@ -96,7 +98,7 @@ async def attempt(
         **signing.headers(secrets, message_id, int(now.timestamp()), body),
     }
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout_at(deadline):
             request = client.build_request(
                 "POST",
                 _pinned_url(target),

@@ -22,6 +22,7 @@ from service.core.settings import Settings
 from service.core.unit_of_work import UnitOfWork
 from service.notifications import delivery, outbox, repository, signing
 from service.notifications.safety import UrlPolicy
+from service.notifications.subscriptions import EVENT_TYPES
 
 logger = logging.getLogger("service.notifications")
 
@@ -130,15 +131,29 @@ class Dispatcher:
 
     async def _deliver(self, claimed: repository.Claimed) -> None:
         body = signing.body(claimed.event_type, claimed.created_at, claimed.data)
-        result = await delivery.attempt(
-            self._client,
-            self.policy,
-            url=claimed.url,
-            message_id=claimed.event_id,
-            secrets=claimed.secrets,
-            body=body,
-            timeout=self.timeout,
-        )
+        try:
+            result = await delivery.attempt(
+                self._client,
+                self.policy,
+                url=claimed.url,
+                message_id=claimed.event_id,
+                secrets=claimed.secrets,
+                body=body,
+                timeout=self.timeout,
+            )
+        except Exception as exc:
+            # A failed attempt like any other: unrecorded, the delivery would be claimed again
+            # at each lease's end for ever, never `failed`, holding its referral's later events.
+            # The class only: the message may quote the URL, whose query may hold a token.
+            logger.error(
+                "webhook attempt raised",
+                extra={
+                    "event_id": claimed.event_id,
+                    "subscription_id": claimed.subscription_id,
+                    "error": type(exc).__name__,
+                },
+            )
+            result = delivery.Result(ok=False, status_code=None, error="internal_error")
         outcome = "success" if result.ok else (result.error or "failure")
         metrics.WEBHOOK_ATTEMPTS.labels(outcome).inc()
         logger.info(
@@ -171,6 +186,11 @@ class Dispatcher:
                 next_at = self._next_attempt(claimed.attempt, result.retry_after, now)
         async with self.units.begin() as session:
             db = await session.connection()
+            if status == repository.PENDING and await repository.lock_disabled(
+                db, claimed.subscription_id
+            ):
+                # A 410 to another delivery in flight disabled it: nothing claims it now.
+                status, next_at = repository.FAILED, None
             kept = await repository.record(
                 db,
                 delivery_id=claimed.id,
@@ -190,6 +210,15 @@ class Dispatcher:
                 "webhook lease lost before the result was recorded",
                 extra={"event_id": claimed.event_id, "subscription_id": claimed.subscription_id},
             )
+        elif status == repository.FAILED:
+            logger.warning(
+                "webhook delivery failed for good",
+                extra={
+                    "event_id": claimed.event_id,
+                    "event_type": claimed.event_type,
+                    "subscription_id": claimed.subscription_id,
+                },
+            )
 
     async def purge(self) -> int:
         """Forget finished deliveries older than the retention (at most hourly from run())."""
@@ -205,6 +234,8 @@ class Dispatcher:
         async with self.units.begin() as session:
             backlog = await repository.backlog(await session.connection())
         metrics.WEBHOOK_OUTBOX_DEPTH.set(backlog.depth)
+        for event_type in EVENT_TYPES:
+            metrics.WEBHOOK_FAILED.labels(event_type).set(backlog.failed.get(event_type, 0))
         age = 0.0 if backlog.oldest is None else (self.clock() - backlog.oldest).total_seconds()
         metrics.WEBHOOK_OLDEST_PENDING.set(max(age, 0.0))
 

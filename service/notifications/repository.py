@@ -20,11 +20,13 @@ from sqlalchemy import (
     Integer,
     String,
     and_,
+    case,
     delete,
     exists,
     func,
     insert,
     literal,
+    null,
     or_,
     select,
     true,
@@ -57,6 +59,8 @@ _FANOUT_COLUMNS = (
     "status",
     "attempts",
     "next_attempt_at",
+    "last_error",
+    "finished_at",
 )
 
 # --- Writing events ------------------------------------------------------------------------
@@ -76,6 +80,9 @@ def _fanout(event_id: str, event: ReferralEvent) -> Any:
     routed = s.team == true()
     if event.to_referrer:
         routed = or_(routed, s.org == event.org)
+    # A disabled subscription (410) is sent nothing, but what it missed is written as failed:
+    # visible in its deliveries and counted, and retryable (a safeguarding alert above all).
+    enabled = s.disabled_at.is_(None)
     return select(
         literal(event_id, String()),
         literal(event.type, String()),
@@ -84,10 +91,12 @@ def _fanout(event_id: str, event: ReferralEvent) -> Any:
         literal(event.data, JSON()),
         literal(0 if event.urgent else 1, Integer()),
         literal(event.at, _AT),
-        literal(PENDING, String()),
+        case((enabled, literal(PENDING, String())), else_=literal(FAILED, String())),
         literal(0, Integer()),
         literal(event.at, _AT),
-    ).where(s.disabled_at.is_(None), s.events.like(f"% {event.type} %"), routed)
+        case((enabled, null()), else_=literal("subscription_disabled", String())),
+        case((enabled, null()), else_=literal(event.at, _AT)),
+    ).where(s.events.like(f"% {event.type} %"), routed)
 
 
 async def insert_events(db: AsyncConnection, events: Sequence[tuple[str, ReferralEvent]]) -> int:
@@ -229,6 +238,14 @@ async def disable_subscription(
         .where(_D.c.subscription_id == subscription_id, _D.c.status == PENDING)
         .values(status=FAILED, last_error="subscription_disabled", finished_at=now)
     )
+
+
+async def lock_disabled(db: AsyncConnection, subscription_id: str) -> bool:
+    """Whether the subscription is disabled, holding its row until the commit: a concurrent
+    disable either commits first (and is seen) or waits, then fails what this leaves pending."""
+    query = select(_S.c.disabled_at).where(_S.c.id == subscription_id).with_for_update()
+    row = (await db.execute(query)).first()
+    return row is not None and row.disabled_at is not None
 
 
 # --- Deliveries log ------------------------------------------------------------------------
@@ -454,6 +471,7 @@ async def record(
 class Backlog:
     depth: int  # deliveries still to make (pending or being delivered)
     oldest: datetime | None  # when the longest-waiting of them was written
+    failed: dict[str, int]  # deliveries given up on (kept until the retention), by event type
 
 
 async def backlog(db: AsyncConnection) -> Backlog:
@@ -462,7 +480,14 @@ async def backlog(db: AsyncConnection) -> Backlog:
             select(func.count(), func.min(_D.c.created_at)).where(_D.c.status.in_(_WAITING))
         )
     ).one()
-    return Backlog(int(row[0]), as_utc(row[1]) if row[1] is not None else None)
+    failed = await db.execute(
+        select(_D.c.event_type, func.count()).where(_D.c.status == FAILED).group_by(_D.c.event_type)
+    )
+    return Backlog(
+        int(row[0]),
+        as_utc(row[1]) if row[1] is not None else None,
+        {str(t): int(n) for t, n in failed},
+    )
 
 
 async def purge(db: AsyncConnection, *, finished_before: datetime) -> int:

@@ -19,6 +19,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import httpx
+
 # Resolves a host name and port to its IP addresses; tests hand in a stub (no DNS in tests).
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
@@ -28,6 +30,11 @@ _METADATA = frozenset(
     {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
 )
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
+# NAT64 (RFC 6052) leads to the IPv4 address it embeds, so that one must be public.
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# Never globally routable, though the ipaddress module of Python 3.11 counts them as global:
+# IPv4-compatible (deprecated, RFC 4291), local-use NAT64 (RFC 8215), site-local (deprecated).
+_NOT_GLOBAL_V6 = tuple(ipaddress.ip_network(n) for n in ("::/96", "64:ff9b:1::/48", "fec0::/10"))
 
 
 class UnsafeUrl(ValueError):
@@ -38,13 +45,18 @@ async def system_resolver(host: str, port: int) -> list[str]:
     infos = await asyncio.get_running_loop().getaddrinfo(
         host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
     )
-    return sorted({str(info[4][0]) for info in infos})
+    # In the resolver's order (RFC 6724: the preferred address first), without repeats.
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 def refusal(address: IPAddress) -> str | None:
     """Why this address may not be called, or None if it is public."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            address = embedded
+        elif int(address) > 1 and any(address in network for network in _NOT_GLOBAL_V6):
+            return "not globally routable"  # (:: and ::1 are named below)
     checks = (
         (address in _METADATA, "a cloud metadata address"),
         (address.is_unspecified, "unspecified"),
@@ -61,11 +73,23 @@ def refusal(address: IPAddress) -> str | None:
     return None
 
 
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv4-mapped, 6to4 or NAT64 address leads to (Teredo is refused
+    whole: it is not global)."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """Where to connect: the URL with its host replaced by the checked address."""
 
-    host: str  # as in the URL: for the Host header and TLS SNI
+    host: str  # as in the URL (IDNA-encoded): for the Host header and TLS SNI
     address: str  # the checked IP address to connect to
     url: str  # the original URL
 
@@ -90,7 +114,13 @@ class UrlPolicy:
             port = parts.port or (443 if parts.scheme == "https" else 80)
         except ValueError:
             raise UnsafeUrl("has an invalid port") from None
-        return parts.hostname, port
+        try:
+            # The HTTP client must read the URL as we do, or delivery fails every time. Its
+            # host in ASCII (IDNA) is the name resolved, sent as Host and verified by TLS.
+            host = httpx.URL(url).raw_host.decode("ascii")
+        except httpx.InvalidURL:
+            raise UnsafeUrl("is not a valid URL") from None
+        return host, port
 
     async def resolve(self, url: str) -> Target:
         """Resolve the URL's host and check every address; the first is the one to use."""
@@ -106,6 +136,8 @@ class UrlPolicy:
                 addresses = await self.resolver(host, port)
             except OSError:
                 raise UnsafeUrl("has a host that does not resolve") from None
+            except UnicodeError:  # an empty or too long label: IDNA cannot encode it
+                raise UnsafeUrl("has an invalid host name") from None
         if not addresses:
             raise UnsafeUrl("has a host that does not resolve")
         if not self.allow_insecure:

@@ -7,6 +7,7 @@ rotate, once. Use cases flush, never commit: the unit of work does.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ EVENT_TYPES = (REFERRAL_CREATED, REFERRAL_SAFEGUARDING_ALERT, REFERRAL_STATUS_CH
 # Rotation: the old secret keeps signing (a second signature) this long.
 PREVIOUS_SECRET_VALID = timedelta(hours=24)
 RECENT_DELIVERIES = 50
+RESOLVE_TIMEOUT = 5.0  # seconds, for the check of a new subscription's URL
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +70,9 @@ async def create(
     """A new subscription of the caller's organisation, with its signing secret. Only the team
     (a token with referrals:triage) may hear of new referrals."""
     problems = []
-    wanted = list(dict.fromkeys(events))  # de-duplicated, in the caller's order
+    wanted = list(events)
+    if len(set(wanted)) != len(wanted):
+        problems.append(FieldProblem("events", "names an event more than once"))
     if not team and TEAM_EVENTS & set(wanted):
         problems.append(
             FieldProblem(
@@ -78,9 +82,13 @@ async def create(
             )
         )
     try:
-        await policy.resolve(url)
+        # Bounded: a name server that never answers must not hold the request.
+        async with asyncio.timeout(RESOLVE_TIMEOUT):
+            await policy.resolve(url)
     except UnsafeUrl as exc:
         problems.append(FieldProblem("url", str(exc)))
+    except TimeoutError:
+        problems.append(FieldProblem("url", "has a host that does not resolve in time"))
     if problems:
         raise InvalidContent(problems)
     db = await session.connection()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 from fastapi import FastAPI
 
 from service.core.settings import Settings
+from service.notifications import subscriptions
 from service.notifications.safety import UrlPolicy
 from tests.api.conftest import ProblemCheck
 from tests.conftest import SigningKey, make_settings
@@ -67,6 +69,10 @@ async def test_another_organisation_gets_404_everywhere_and_lists_none(
     unknown = f"/v1/webhook-subscriptions/{uuid.uuid4()}"
     problem(await client.delete(unknown, headers=auth(**MINE)), 404)
     problem(await client.post(f"{base}/deliveries/999999/retry", headers=auth(**MINE)), 404)
+    # Beyond the id column's range: a bad request naming it, not a database error (500).
+    for beyond in ("9223372036854775808", "99999999999999999999", "0"):
+        retried = await client.post(f"{base}/deliveries/{beyond}/retry", headers=auth(**MINE))
+        problem(retried, 422, fields=("delivery_id",))
 
 
 async def test_the_scope_is_required(
@@ -102,6 +108,64 @@ async def test_bad_requests_name_the_field(
     )
     # New referrals are for the team only.
     problem(await create(client, auth, events=["referral.created"]), 422, fields=("events",))
+    alerts = ["referral.safeguarding_alert"]
+    problem(await create(client, auth, events=alerts), 422, fields=("events",))
+    # Ambiguity is refused: an event named twice is a mistake to point out, not to guess at.
+    twice = ["referral.status_changed", "referral.status_changed"]
+    problem(await create(client, auth, events=twice), 422, fields=("events",))
+    # A URL the HTTP client cannot read (an octal IPv4 host) would fail at every delivery.
+    problem(await create(client, auth, url="https://0135.0270.0327.016/x"), 422, fields=("url",))
+    listed = await client.get("/v1/webhook-subscriptions", headers=auth(**MINE))
+    assert listed.json() == []
+
+
+async def test_a_host_name_that_cannot_be_encoded_is_a_bad_request(
+    client: httpx.AsyncClient, auth: Any, problem: ProblemCheck
+) -> None:
+    # The real resolver: IDNA refuses an empty or a 64-character label before any DNS query.
+    for host in ("a..partner.example", "a" * 64 + ".partner.example"):
+        problem(await create(client, auth, url=f"https://{host}/x"), 422, fields=("url",))
+
+
+async def test_a_host_that_never_resolves_is_refused_in_bounded_time(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    auth: Any,
+    problem: ProblemCheck,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(subscriptions, "RESOLVE_TIMEOUT", 0.1)
+
+    async def silent(_host: str, _port: int) -> list[str]:
+        await asyncio.Event().wait()  # a name server that never answers
+        return []
+
+    app.state.services.url_policy = UrlPolicy(allow_insecure=False, resolver=silent)
+    async with asyncio.timeout(10):  # (a bound for the test, not a timing assertion)
+        refused = await create(client, auth)
+    problem(refused, 422, fields=("url",))
+
+
+async def test_a_delivery_is_found_only_under_its_own_subscription(
+    app: FastAPI, client: httpx.AsyncClient, auth: Any, problem: ProblemCheck
+) -> None:
+    """Another organisation's delivery id under that organisation's own subscription is 404."""
+    resolve_to(app, "93.184.215.14")
+    mine = (await create(client, auth)).json()["id"]
+    theirs = await client.post(
+        "/v1/webhook-subscriptions",
+        json={"url": PUBLIC_URL, "events": ["ping"]},
+        headers=auth(**THEIRS),
+    )
+    their_base = f"/v1/webhook-subscriptions/{theirs.json()['id']}"
+    ping = await client.post(f"/v1/webhook-subscriptions/{mine}/ping", headers=auth(**MINE))
+    delivery_id = ping.json()["id"]
+    retried = await client.post(
+        f"{their_base}/deliveries/{delivery_id}/retry", headers=auth(**THEIRS)
+    )
+    problem(retried, 404)
+    theirs_listed = await client.get(f"{their_base}/deliveries", headers=auth(**THEIRS))
+    assert theirs_listed.json() == []
 
 
 @pytest.mark.parametrize(
@@ -124,6 +188,13 @@ async def test_bad_requests_name_the_field(
         "fd00:ec2::254",
         "192.0.2.10",  # documentation: not global
         "::ffff:10.0.0.1",  # IPv4-mapped private
+        "2002:7f00:1::1",  # 6to4 of 127.0.0.1
+        "2002:a9fe:a9fe::1",  # 6to4 of the metadata address
+        "64:ff9b::a00:1",  # NAT64 of 10.0.0.1
+        "64:ff9b:1::a00:1",  # local-use NAT64
+        "::127.0.0.1",  # IPv4-compatible (deprecated)
+        "2001:0:4136:e378:8000:63bf:80ff:fffe",  # Teredo
+        "fec0::1",  # site-local (deprecated)
     ],
 )
 async def test_a_url_that_resolves_inwards_is_refused(

@@ -8,13 +8,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import pytest
+from standardwebhooks.webhooks import WebhookVerificationError
 
+from service.notifications import subscriptions
 from service.notifications.dispatcher import RETRY_SCHEDULE
 from service.notifications.safety import UrlPolicy
-from tests.service.notifications.conftest import Hooks
+from tests.service.notifications.conftest import TEAM, Hooks
 from tests.webhooks import always, receiver
 
 
@@ -111,10 +115,51 @@ async def test_410_disables_the_subscription_and_gives_up_its_waiting_deliveries
             ("failed", "http_status"),
             ("failed", "subscription_disabled"),
         ]
-        await hooks.publish("r-3")  # a disabled subscription gets nothing new
-        assert len(await hooks.deliveries()) == 2
+        await hooks.publish("r-3")  # a disabled subscription is sent nothing new ...
         assert await dispatcher.run_once() == 0
         assert len(hook.snapshot()) == 1
+
+
+async def test_what_a_disabled_subscription_misses_is_kept_visible_and_counted(
+    hooks: Hooks,
+) -> None:
+    """A safeguarding alert raised while the team's endpoint is disabled (410) is not silently
+    dropped: it is in the deliveries as failed, counted, and a retry sends it."""
+    from prometheus_client import REGISTRY
+
+    from service.core import events
+
+    with receiver(lambda n: (410, 0.0, {}) if n == 0 else (204, 0.0, {})) as hook:
+        made = await hooks.subscribe(hook.url, ("referral.safeguarding_alert",))
+        alert = events.ReferralEvent(
+            events.REFERRAL_SAFEGUARDING_ALERT, "r-1", "RX1", False, True, hooks.clock(), {}
+        )
+        async with hooks.units.begin() as session:
+            await events.publish(session, [alert])
+        dispatcher = hooks.dispatcher()
+        assert await dispatcher.run_once() == 1  # 410: disabled
+        async with hooks.units.begin() as session:
+            await events.publish(session, [replace(alert, referral_id="r-2")])
+        rows = await hooks.deliveries()
+        assert [(r.referral_id, r.status, r.last_error) for r in rows] == [
+            ("r-1", "failed", "http_status"),
+            ("r-2", "failed", "subscription_disabled"),
+        ]
+        assert rows[1].finished_at is not None  # forgotten after the retention, not kept forever
+        await dispatcher.observe_backlog()
+        labels = {"type": "referral.safeguarding_alert"}
+        assert REGISTRY.get_sample_value("referral_webhook_failed_deliveries", labels) == 2
+        async with hooks.units.begin() as session:
+            await subscriptions.retry(
+                session=session,
+                ctx=TEAM,
+                subscription_id=made.subscription.id,
+                delivery_id=rows[1].id,
+                now=hooks.clock(),
+            )
+        assert await dispatcher.run_once() == 1
+        sent = [r.verify(made.secret)["type"] for r in hook.snapshot()]
+        assert sent == ["referral.safeguarding_alert"] * 2
 
 
 async def test_a_redirect_is_a_failure_and_is_not_followed(hooks: Hooks) -> None:
@@ -237,10 +282,10 @@ async def test_metrics_count_attempts_by_result_and_show_the_backlog(hooks: Hook
         assert sample("referral_webhook_oldest_pending_seconds") >= 90
         await dispatcher.run_once()
         assert sample("referral_webhook_attempts_total", result="http_status") == before + 1
-        # Labels are the result class only: never an organisation, a URL or an id.
+        # Labels are the result class or event type only: never an organisation, a URL or an id.
         families = [m for m in REGISTRY.collect() if m.name.startswith("referral_webhook")]
         labels = {key for m in families for s in m.samples for key in s.labels}
-        assert labels <= {"result"}
+        assert labels <= {"result", "type"}
 
 
 async def test_each_attempt_is_logged_without_the_body(
@@ -290,3 +335,104 @@ async def test_a_dispatcher_that_is_stopped_hands_back_what_it_holds(hooks: Hook
         assert await hooks.dispatcher().run_once() == 1  # at once, no lease to wait for
         [row] = await hooks.deliveries()
         assert row.status == "succeeded"
+
+
+async def test_an_attempt_that_raises_is_a_failure_on_the_schedule(
+    hooks: Hooks, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not a delivery claimed again at each lease's end for ever, holding back the later
+    events of its referral: it is retried on the schedule and then `failed`, as any other."""
+
+    async def broken(_host: str, _port: int) -> list[str]:
+        raise RuntimeError("a bug quoting https://hooks.partner.example/x?token=s3cr3t")
+
+    await hooks.subscribe("https://hooks.partner.example/x")
+    await hooks.publish("r-1", version=2)
+    await hooks.publish("r-1", version=3)
+    dispatcher = hooks.dispatcher(
+        policy=UrlPolicy(allow_insecure=False, resolver=broken), schedule=(1.0,)
+    )
+    assert await dispatcher.run_once() == 1
+    first, _later = await hooks.deliveries()
+    assert (first.status, first.attempts, first.last_error) == ("pending", 1, "internal_error")
+    hooks.clock.advance(1)
+    assert await dispatcher.run_once() == 1
+    assert await dispatcher.run_once() == 1  # version 3 is no longer held back
+    assert [(r.status, r.attempts) for r in await hooks.deliveries()] == [
+        ("failed", 2),
+        ("pending", 1),
+    ]
+    raised = [r for r in caplog.records if r.getMessage() == "webhook attempt raised"]
+    assert raised and raised[0].error == "RuntimeError"  # type: ignore[attr-defined]
+    assert "s3cr3t" not in caplog.text
+
+
+async def test_a_database_error_does_not_stop_the_dispatcher(
+    hooks: Hooks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from service.notifications import repository
+
+    real_claim = repository.claim
+    failures = []
+
+    async def claim_once_failing(*args: Any, **kwargs: Any) -> Any:
+        if not failures:
+            failures.append(1)
+            raise OperationalError("SELECT", {}, Exception("the database is restarting"))
+        return await real_claim(*args, **kwargs)
+
+    monkeypatch.setattr(repository, "claim", claim_once_failing)
+    with receiver() as hook:
+        await hooks.subscribe(hook.url)
+        await hooks.publish("r-1")
+        task = asyncio.create_task(hooks.dispatcher(poll_seconds=0.05).run())
+        try:
+            await hook.wait_for(1)
+            assert failures == [1] and not task.done()
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_the_previous_secret_signs_for_24_hours_and_no_longer(hooks: Hooks) -> None:
+    with receiver() as hook:
+        made = await hooks.subscribe(hook.url)
+        async with hooks.units.begin() as session:
+            rotated = await subscriptions.rotate_secret(
+                session=session,
+                ctx=TEAM,
+                subscription_id=made.subscription.id,
+                now=hooks.clock(),
+            )
+        dispatcher = hooks.dispatcher()
+        hooks.clock.advance(24 * 3600 - 1)
+        await hooks.publish("r-1")
+        await dispatcher.run_once()
+        hooks.clock.advance(1)
+        await hooks.publish("r-2")
+        await dispatcher.run_once()
+        within, after = hook.snapshot()
+        assert within.verify(made.secret) and within.verify(rotated.secret)
+        assert len(after.headers["webhook-signature"].split(" ")) == 1
+        assert after.verify(rotated.secret)["data"]["id"] == "r-2"
+        with pytest.raises(WebhookVerificationError):
+            after.verify(made.secret)
+
+
+async def test_a_retry_due_after_a_410_in_the_same_batch_is_given_up_too(hooks: Hooks) -> None:
+    """Two deliveries in flight to one subscription: the first answers 410 and disables it; the
+    second fails later with a 500. It must not be left pending for a subscription that is no
+    longer claimed (never sent, never failed, counted as waiting for ever)."""
+    with receiver(lambda n: (410, 0.0, {}) if n == 0 else (500, 0.5, {})) as hook:
+        await hooks.subscribe(hook.url)
+        await hooks.publish("r-1")
+        await hooks.publish("r-2")
+        assert await hooks.dispatcher().run_once() == 2
+        rows = await hooks.deliveries()
+        assert sorted((r.status, r.last_status_code) for r in rows) == [
+            ("failed", 410),
+            ("failed", 500),
+        ]
+        assert len(hook.snapshot()) == 2

@@ -27,6 +27,11 @@ async def test_the_worker_delivers_and_stops_cleanly_on_sigterm(
         process = subprocess.Popen([SERVICE, "worker"], env=env, stdout=log, stderr=log)
         try:
             [message] = await hook.wait_for(1, timeout=30)
+            # The receiver has the request before the worker has its answer: a SIGTERM now
+            # would hand the delivery back (pending) instead of recording it.
+            async with asyncio.timeout(30):  # a bound, not a timing assertion
+                while [r.status for r in await hooks.deliveries()] != ["succeeded"]:
+                    await asyncio.sleep(0.05)
         finally:
             process.terminate()
             code = await asyncio.to_thread(process.wait, 30)

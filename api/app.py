@@ -82,8 +82,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             yield
         finally:
             if webhooks is not None:
-                dispatch_task.cancel()
-                await asyncio.gather(dispatch_task, return_exceptions=True)
+                await webhooks.shut_down(dispatch_task)
             if anchor_task is not None:
                 anchor_task.cancel()
             await services.verifier.aclose()

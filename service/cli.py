@@ -208,12 +208,17 @@ def _worker(_args: argparse.Namespace) -> int:
         units = UnitOfWork(
             make_sessionmaker(engine), record_refusal=record_refusal, listeners=(outbox.write,)
         )
-        task = asyncio.create_task(dispatcher.from_settings(settings, units).run())
+        webhooks = dispatcher.from_settings(settings, units)
+        task = asyncio.create_task(webhooks.run())
+        stopped = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, task.cancel)
+            loop.add_signal_handler(signum, stopped.set)
         try:
-            await asyncio.gather(task, return_exceptions=True)
+            await asyncio.wait(
+                {task, asyncio.create_task(stopped.wait())}, return_when=asyncio.FIRST_COMPLETED
+            )
+            await webhooks.shut_down(task)
         finally:
             await engine.dispose()
 

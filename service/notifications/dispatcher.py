@@ -71,12 +71,27 @@ class Dispatcher:
         self._next_purge = clock()
         self._wake = asyncio.Event()
         self._client = delivery.new_client(timeout)
+        self._stopping = False
+        self._attempts: set[asyncio.Task[delivery.Result]] = set()
+
+    def stop(self) -> None:
+        """Stop soon (SIGTERM, the app's shutdown): cut the HTTP attempts in flight short and
+        let `run()` return once the batch has let go of the database.
+
+        Why not cancel `run()`: a cancellation that lands in the middle of a database call
+        leaves the driver to abandon the connection, and aiosqlite's close can then wait for
+        ever (the app's shutdown hung with it). Only the attempts, which touch no database, are
+        cancelled; what they held is handed back by `run()` on its way out."""
+        self._stopping = True
+        self._wake.set()
+        for attempt in self._attempts:
+            attempt.cancel()
 
     async def run(self) -> None:
-        """Deliver until cancelled."""
+        """Deliver until `stop()` (or, as a last resort, cancelled)."""
         outbox.register(self._wake)
         try:
-            while True:
+            while not self._stopping:
                 try:
                     sent = await self.run_once()
                     await self.observe_backlog()
@@ -88,8 +103,8 @@ class Dispatcher:
                     # The database may be briefly unavailable: keep going, say so.
                     logger.exception("webhook dispatch failed; retrying at the next poll")
                     sent = 0
-                if sent:
-                    continue  # there may be more due at once
+                if sent or self._stopping:
+                    continue  # there may be more due at once (or the loop is to end)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.poll_seconds):
                         await self._wake.wait()
@@ -111,6 +126,16 @@ class Dispatcher:
         if released:
             logger.info("webhook deliveries released", extra={"count": released})
 
+    async def shut_down(self, task: asyncio.Task[None], *, grace: float = 10.0) -> None:
+        """Stop `task` (this dispatcher's `run()`) and wait for it; cancel it only if it has
+        not returned within `grace` seconds (a database that no longer answers)."""
+        self.stop()
+        done, _ = await asyncio.wait({task}, timeout=grace)
+        if not done:
+            logger.warning("webhook dispatcher did not stop in time; cancelling it")
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
     async def aclose(self) -> None:
         await self._client.aclose()
 
@@ -130,9 +155,11 @@ class Dispatcher:
         return len(claimed)
 
     async def _deliver(self, claimed: repository.Claimed) -> None:
+        if self._stopping:
+            return  # claimed just as stop() came: handed back unsent
         body = signing.body(claimed.event_type, claimed.created_at, claimed.data)
-        try:
-            result = await delivery.attempt(
+        attempt = asyncio.create_task(
+            delivery.attempt(
                 self._client,
                 self.policy,
                 url=claimed.url,
@@ -141,6 +168,16 @@ class Dispatcher:
                 body=body,
                 timeout=self.timeout,
             )
+        )
+        self._attempts.add(attempt)
+        try:
+            result = await attempt
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # this task itself is cancelled, not just its attempt
+            # stop() cut it short: unrecorded, it is handed back as the dispatcher stops.
+            return
         except Exception as exc:
             # A failed attempt like any other: unrecorded, the delivery would be claimed again
             # at each lease's end for ever, never `failed`, holding its referral's later events.
@@ -154,6 +191,8 @@ class Dispatcher:
                 },
             )
             result = delivery.Result(ok=False, status_code=None, error="internal_error")
+        finally:
+            self._attempts.discard(attempt)
         outcome = "success" if result.ok else (result.error or "failure")
         metrics.WEBHOOK_ATTEMPTS.labels(outcome).inc()
         logger.info(

@@ -36,8 +36,9 @@ class WebhookSubscriptionCreate(RequestModel):
     events: list[EventType] = Field(
         min_length=1,
         max_length=4,
-        description="`referral.created` and `referral.safeguarding_alert` need a token with "
-        "`referrals:triage` (the team).",
+        description="Each event once (a repeated one is refused, 422). `referral.created` and "
+        "`referral.safeguarding_alert` need a token with `referrals:triage` (the team).",
+        json_schema_extra={"uniqueItems": True},
     )
     description: str | None = Field(default=None, max_length=255, pattern=FREE_TEXT_PATTERN)
 

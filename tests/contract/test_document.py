@@ -353,3 +353,21 @@ def test_response_examples_are_real_values(operation_id: str) -> None:
         assert normalise_nhs_number(example["infant"]["nhs_number"]) == "9434765919"
         assert normalise_postcode(example["postcode"]) == example["postcode"]
         assert example["decision"]["ruleset"]["sha256"] == default_ruleset().sha256
+
+
+def test_every_path_id_is_a_uuid_but_a_delivery_under_its_subscription() -> None:
+    """OWASP API1 (no guessable ids), which Spectral cannot scope to one parameter: every path
+    id is a random UUID, except a delivery's number, which is only ever looked up under its
+    subscription's UUID (tests/contract/clients/spectral.yaml says why)."""
+    numbered = []
+    for path, item in DOCUMENT["paths"].items():
+        for operation in item.values():
+            for parameter in operation.get("parameters", []):
+                if parameter.get("in") != "path":
+                    continue  # a $ref: the shared header and query parameters
+                schema = parameter["schema"]
+                if (schema.get("type"), schema.get("format")) != ("string", "uuid"):
+                    numbered.append((path, parameter["name"]))
+    retry = "/v1/webhook-subscriptions/{subscription_id}/deliveries/{delivery_id}/retry"
+    assert numbered == [(retry, "delivery_id")]
+    assert "{subscription_id}" in numbered[0][0]

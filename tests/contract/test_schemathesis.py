@@ -140,7 +140,7 @@ def test_stateful_over_the_links(contract_app: FastAPI, every_scope: dict[str, s
 
     Referrals.run(
         settings=hypothesis.settings(
-            _QUIET, max_examples=max(10, EXAMPLES // 2), stateful_step_count=6
+            _QUIET, max_examples=max(20, EXAMPLES), stateful_step_count=8
         )
     )
     read_back = {label for label, status in followed if status == 200}

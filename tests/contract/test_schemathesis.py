@@ -139,9 +139,7 @@ def test_stateful_over_the_links(contract_app: FastAPI, every_scope: dict[str, s
             followed.append((case.operation.label, response.status_code))
 
     Referrals.run(
-        settings=hypothesis.settings(
-            _QUIET, max_examples=max(20, EXAMPLES), stateful_step_count=8
-        )
+        settings=hypothesis.settings(_QUIET, max_examples=max(20, EXAMPLES), stateful_step_count=8)
     )
     read_back = {label for label, status in followed if status == 200}
     assert "GET /v1/referrals/{referral_id}" in read_back, followed

@@ -31,6 +31,7 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    text,
     true,
     union_all,
     update,
@@ -208,7 +209,17 @@ async def insert_subscription(db: AsyncConnection, values: dict[str, Any]) -> No
     await db.execute(insert(_S).values(**values))
 
 
-async def count_subscriptions(db: AsyncConnection, org: str) -> int:
+# Serialises one organisation's subscription creates until commit (PostgreSQL; SQLite's
+# writers are serialised already): counting and inserting are two statements, and without it
+# simultaneous creates all saw room and all inserted. The two-key form of the advisory lock is
+# a key space of its own, apart from the idempotency keys' one-key locks.
+_PG_LOCK_ORG_SUBSCRIPTIONS = text("SELECT pg_advisory_xact_lock(8413, hashtext(:org))")
+
+
+async def count_subscriptions_for_create(db: AsyncConnection, org: str) -> int:
+    """How many subscriptions `org` has, locked against another create until commit."""
+    if db.dialect.name == "postgresql":
+        await db.execute(_PG_LOCK_ORG_SUBSCRIPTIONS, {"org": org})
     query = select(func.count()).select_from(_S).where(_S.c.org == org)
     return int((await db.execute(query)).scalar_one())
 

@@ -92,7 +92,7 @@ async def create(
     if problems:
         raise InvalidContent(problems)
     db = await session.connection()
-    if await repository.count_subscriptions(db, ctx.caller.org) >= max_per_org:
+    if await repository.count_subscriptions_for_create(db, ctx.caller.org) >= max_per_org:
         raise Conflict(
             f"Your organisation has {max_per_org} webhook subscriptions, the most it may have; "
             "delete one first."

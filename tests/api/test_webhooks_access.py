@@ -218,3 +218,15 @@ async def test_an_organisation_has_a_limited_number_of_subscriptions(
         headers=auth(**THEIRS),
     )
     assert other.status_code == 201
+
+
+async def test_concurrent_creates_never_pass_the_limit(
+    app: FastAPI, client: httpx.AsyncClient, auth: Any
+) -> None:
+    # Counting and inserting in separate statements let simultaneous creates all see room
+    # (PostgreSQL: 6 of 6 were made under a limit of 2).
+    resolve_to(app, "93.184.215.14")
+    answers = await asyncio.gather(*(create(client, auth) for _ in range(6)))
+    assert sorted(a.status_code for a in answers) == [201, 201, 409, 409, 409, 409]
+    listed = await client.get("/v1/webhook-subscriptions", headers=auth(**MINE))
+    assert len(listed.json()) == 2

@@ -16,7 +16,9 @@ import asyncio
 import ipaddress
 import socket
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from urllib.parse import urlsplit
 
 import httpx
@@ -41,10 +43,18 @@ class UnsafeUrl(ValueError):
     """The URL may not be called; the message says why, without echoing the URL."""
 
 
+# getaddrinfo blocks a thread until the name server answers or gives up. A partner whose name
+# server never answers would otherwise fill the event loop's default executor, which others
+# share (asyncpg resolves the database's host there when it opens a connection); with threads
+# of its own, slow names can only delay other deliveries' names.
+_RESOLVER_THREADS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="webhook-dns")
+
+
 async def system_resolver(host: str, port: int) -> list[str]:
-    infos = await asyncio.get_running_loop().getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+    lookup = partial(
+        socket.getaddrinfo, host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
     )
+    infos = await asyncio.get_running_loop().run_in_executor(_RESOLVER_THREADS, lookup)
     # In the resolver's order (RFC 6724: the preferred address first), without repeats.
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 

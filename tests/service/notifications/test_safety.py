@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -39,7 +41,7 @@ async def test_other_spellings_of_an_inward_address_are_refused(host: str) -> No
 async def test_the_resolvers_preferred_address_is_the_one_used(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    async def answers(*_args: Any, **_kwargs: Any) -> list[Any]:
+    def answers(*_args: Any, **_kwargs: Any) -> list[Any]:
         stream, tcp = socket.SOCK_STREAM, socket.IPPROTO_TCP
         return [
             (socket.AF_INET, stream, tcp, "", ("93.184.215.14", 443)),
@@ -47,7 +49,7 @@ async def test_the_resolvers_preferred_address_is_the_one_used(
             (socket.AF_INET, stream, tcp, "", ("93.184.215.14", 443)),
         ]
 
-    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", answers)
+    monkeypatch.setattr(socket, "getaddrinfo", answers)
     assert await system_resolver("partner.example", 443) == [
         "93.184.215.14",
         "2606:2800:21f:cb07::1",
@@ -56,3 +58,19 @@ async def test_the_resolvers_preferred_address_is_the_one_used(
     target = await policy.resolve("https://partner.example/hook")
     # Not IPv6 first because "2" sorts before "9": on a host without IPv6 that never connects.
     assert target.address == "93.184.215.14"
+
+
+async def test_names_resolve_even_when_the_default_executor_is_held() -> None:
+    # A name server that never answers holds resolver threads; they are not the loop's default
+    # executor's, which asyncpg also uses to resolve the database's host.
+    loop = asyncio.get_running_loop()
+    held = threading.Event()
+    default = ThreadPoolExecutor(max_workers=1)
+    loop.set_default_executor(default)
+    try:
+        blocker = loop.run_in_executor(None, held.wait)
+        async with asyncio.timeout(10):
+            assert "127.0.0.1" in await system_resolver("localhost", 443)
+    finally:
+        held.set()
+        await blocker

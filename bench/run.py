@@ -317,7 +317,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     _progress(f"database: {databases.label}; work dir {work}")
     keys = payload.make_keypair(work)
     tokens = payload.tokens(keys)
-    bodies = payload.bodies()
+    bodies = payload.bodies(args.bodies)
     nonce = secrets.token_hex(4)
     engines: dict[str, Engine] = {}
     consistency: dict[str, Any] = {}
@@ -610,6 +610,7 @@ def _results(
         "plan": plan.__dict__,
         "workers": WORKERS,
         "db_pool": args.db_pool,
+        "bodies": args.bodies,
         "machine": machine(),
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "elapsed_s": round(time.monotonic() - started, 1),
@@ -655,6 +656,14 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         metavar="ROWS",
         help="referrals to bulk-load for the deep-cursor phase (full run: 200000; 0: skip)",
+    )
+    parser.add_argument(
+        "--bodies",
+        type=int,
+        default=payload.DEFAULT_BODIES,
+        metavar="N",
+        help=f"distinct referral bodies (infants) the requests rotate through "
+        f"(default {payload.DEFAULT_BODIES}; 16 was issue 7's mix)",
     )
     parser.add_argument(
         "--db-pool",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
@@ -44,12 +45,20 @@ def is_known(revision: str) -> bool:
 
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     """Upgrade the database behind `engine` to the latest migration (or to `revision`)."""
+    await _migrate(engine, command.upgrade, revision)
 
-    def _upgrade(connection: Connection) -> None:
+
+async def downgrade(engine: AsyncEngine, revision: str) -> None:
+    """Downgrade the database behind `engine` to `revision` (operators and tests only)."""
+    await _migrate(engine, command.downgrade, revision)
+
+
+async def _migrate(engine: AsyncEngine, step: Callable[[Config, str], None], revision: str) -> None:
+    def _step(connection: Connection) -> None:
         config = alembic_config()
         config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+        step(config, revision)
 
     async with engine.connect() as connection:
-        await connection.run_sync(_upgrade)
+        await connection.run_sync(_step)
         await connection.commit()

@@ -39,6 +39,18 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # An event's hash covers its correlation id: dropping the column would make every event that
+    # has one fail verification, so that is refused, before anything of 0007 is undone.
+    carrying = op.get_bind().execute(
+        sa.text("SELECT count(*) FROM audit_events WHERE correlation_id IS NOT NULL")
+    )
+    count = int(carrying.scalar_one())
+    if count:
+        raise RuntimeError(
+            f"refusing to downgrade below 0007: {count} audit events carry a correlation id "
+            "that their hashes cover, and dropping the column would break the audit trail's "
+            "verification; restore a backup taken before 0007 instead"
+        )
     with op.batch_alter_table("audit_events") as batch:
         batch.drop_column("correlation_id")
     op.drop_table("audit_checkpoints")

@@ -17,6 +17,12 @@ same way. So does a worker that dies by itself within seconds of its start five 
 minute (killed while importing the app, say): its replacements are started after a growing
 pause (1, 2, 4, 8 s), then the instance gives up with status 3 instead of spinning for ever.
 
+A worker whose event loop stops turning (a request stuck in a blocking call, a deadlock) is
+killed and replaced: each worker stamps a heartbeat shared with the supervisor from uvicorn's
+tick, every 0.1 s on its event loop, and the supervisor kills one that has been silent for
+HUNG_AFTER_S. Its sibling would otherwise go on answering the health checks, so nothing else
+would notice that every connection the kernel hands the stuck one waits for ever.
+
 A worker watches its supervisor: if the supervisor dies without stopping it (`kill -9`, an
 out-of-memory kill), the worker drains its requests and exits instead of serving on, orphaned,
 for ever (uvicorn's own workers do not notice that their parent is gone).
@@ -55,6 +61,10 @@ _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _EARLY_S = 10.0
 _EARLY_WINDOW_S = 60.0
 _MAX_EARLY_DEATHS = 5
+# A serving worker whose loop has not ticked for this long is stuck: no request of ours blocks
+# the loop (database and HTTP calls are awaited, statements time out within 15 s), so this is
+# far beyond anything that can happen while it works.
+HUNG_AFTER_S = 30.0
 
 
 def freeze_start_up_heap() -> None:
@@ -129,7 +139,22 @@ def _watch_parent() -> None:  # pragma: no cover - child
     threading.Thread(target=watch, name="watch-supervisor", daemon=True).start()
 
 
-def _worker(options: dict[str, Any], host: str, port: int) -> None:  # pragma: no cover - child
+def _beating_server(config: Any, heartbeat: Any) -> Any:  # pragma: no cover - child
+    """A uvicorn server that stamps `heartbeat` (a shared double) with the monotonic clock at
+    each tick of its main loop, which runs on the event loop: a stuck loop stops stamping."""
+    import uvicorn
+
+    class BeatingServer(uvicorn.Server):
+        async def on_tick(self, counter: int) -> bool:
+            heartbeat.value = time.monotonic()
+            return await super().on_tick(counter)
+
+    return BeatingServer(config)
+
+
+def _worker(
+    options: dict[str, Any], host: str, port: int, heartbeat: Any
+) -> None:  # pragma: no cover - child
     import uvicorn
 
     _watch_parent()
@@ -140,7 +165,7 @@ def _worker(options: dict[str, Any], host: str, port: int) -> None:  # pragma: n
         log.error("worker cannot listen", extra={"host": host, "port": port, "error": exc.strerror})
         sys.exit(STARTUP_FAILURE)
     config = uvicorn.Config(**options, host=host, port=port)
-    server = uvicorn.Server(config)
+    server = _beating_server(config, heartbeat)
     try:
         with _stop_requests() as received:
             config.load()
@@ -161,9 +186,19 @@ class Supervisor:
     """Starts `workers` processes serving `options` on host:port; see the module docstring."""
 
     def __init__(
-        self, options: dict[str, Any], *, host: str, port: int, workers: int, grace_s: float
+        self,
+        options: dict[str, Any],
+        *,
+        host: str,
+        port: int,
+        workers: int,
+        grace_s: float,
+        hung_after_s: float = HUNG_AFTER_S,
     ) -> None:
         self.options = options
+        self.hung_after_s = hung_after_s
+        # index -> its current worker's last tick (monotonic; 0 until it serves)
+        self.heartbeats: dict[int, Any] = {}
         self.host = host
         self.port = port
         self.count = workers
@@ -175,8 +210,11 @@ class Supervisor:
         self.stopping = False
 
     def _start(self, index: int) -> BaseProcess:
+        # One writer (the worker) and one reader (here), a double written whole: no lock needed.
+        heartbeat = self.context.Value("d", 0.0, lock=False)
+        self.heartbeats[index] = heartbeat
         process = self.context.Process(
-            target=_worker, args=(self.options, self.host, self.port), daemon=False
+            target=_worker, args=(self.options, self.host, self.port, heartbeat), daemon=False
         )
         process.start()
         self.started_at[index] = time.monotonic()
@@ -228,6 +266,7 @@ class Supervisor:
     def _watch(self) -> int:
         while not self.stopping:
             multiprocessing.connection.wait([p.sentinel for p in self.processes], timeout=0.5)
+            self._kill_the_stuck()
             for index, process in enumerate(self.processes):
                 if self.stopping or process.is_alive():
                     continue
@@ -250,6 +289,20 @@ class Supervisor:
                     break
                 self.processes[index] = self._start(index)
         return 0
+
+    def _kill_the_stuck(self) -> None:
+        """Kill a serving worker whose loop has been silent too long; it is then replaced like
+        any worker that dies (a stuck loop cannot drain, so it is not asked to)."""
+        now = time.monotonic()
+        for index, process in enumerate(self.processes):
+            last = self.heartbeats[index].value
+            if last and now - last > self.hung_after_s and process.is_alive():
+                logger.error(
+                    "worker stopped answering; killing it",
+                    extra={"pid": process.pid, "silent_s": round(now - last, 1)},
+                )
+                process.kill()
+                process.join(5)
 
     def _pause_after_early_death(self, index: int) -> bool:
         """Back off before replacing a worker that died starting up; False: a crash loop."""

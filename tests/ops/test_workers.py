@@ -238,3 +238,53 @@ def test_the_metrics_directory_serve_made_is_removed_when_it_stops(
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=40) == 0
     assert not list(tmp_path.glob("referral-metrics-*"))
+
+
+def test_a_worker_whose_loop_is_stuck_is_killed_and_replaced() -> None:
+    port = free_port()
+    supervisor = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import logging, sys\n"
+            "logging.basicConfig(level=logging.INFO)\n"
+            "from service.core.workers import Supervisor\n"
+            "sys.exit(Supervisor({'app': 'tests.ops.hanging_app:app', 'log_config': None},"
+            f" host='127.0.0.1', port={port}, workers=2, grace_s=5, hung_after_s=2).run())\n",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        assert wait_for(lambda: len(spawned_workers(supervisor.pid)) == 2)
+        base = f"http://127.0.0.1:{port}"
+
+        def answering_pid() -> int | None:
+            with contextlib.suppress(httpx.HTTPError):
+                return int(httpx.get(f"{base}/", timeout=1).headers["x-pid"])
+            return None
+
+        assert wait_for(lambda: answering_pid() is not None)
+        before = set(spawned_workers(supervisor.pid))
+        # Each new connection goes to one worker's socket: this one gets stuck.
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.get(f"{base}/hang", timeout=1)
+        # The stuck worker is killed and a new one takes its place; the other one is kept.
+        assert wait_for(
+            lambda: (
+                len(set(spawned_workers(supervisor.pid)) - before) == 1
+                and len(spawned_workers(supervisor.pid)) == 2
+            ),
+            seconds=30,
+        )
+        after = set(spawned_workers(supervisor.pid))
+        assert len(before & after) == 1
+        # Every worker answers again: none is left holding connections it cannot serve.
+        seen = {answering_pid() for _ in range(40)}
+        assert seen <= after and None not in seen
+    finally:
+        supervisor.send_signal(signal.SIGTERM)
+        output, _ = supervisor.communicate(timeout=30)
+    assert supervisor.returncode == 0
+    assert output.count(b"worker stopped answering; killing it") == 1
+    assert b"worker died; starting another" in output

@@ -31,8 +31,9 @@ from service.core.context import RequestContext
 from service.core.errors import AuditNote, Forbidden, Unauthenticated, audited
 from service.core.settings import Settings
 from service.core.unit_of_work import UnitOfWork
-from service.notifications import outbox
+from service.notifications import outbox, sealing
 from service.notifications.safety import UrlPolicy
+from service.notifications.sealing import SecretBox
 
 
 # async: FastAPI runs a plain `def` dependency in a worker thread, a costly hop per request.
@@ -64,6 +65,8 @@ class Services:
     # Where webhooks may go (SSRF): built from the settings unless a test hands in a resolver.
     url_policy: UrlPolicy | None = None
     units: UnitOfWork = field(init=False)
+    # Seals webhook signing secrets before they are stored (REFERRAL_WEBHOOK_SECRET_KEYS).
+    secret_box: SecretBox = field(init=False)
 
     def __post_init__(self) -> None:
         # The clock is read through self, so a test that replaces it moves refusals' times too.
@@ -75,6 +78,7 @@ class Services:
         )
         if self.url_policy is None:
             self.url_policy = UrlPolicy(allow_insecure=self.settings.webhook_allow_insecure)
+        self.secret_box = sealing.from_settings(self.settings)
 
 
 async def services_of(request: Request) -> Services:

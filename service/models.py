@@ -171,9 +171,10 @@ class WebhookSubscription(SQLModel, table=True):
     # portable LIKE finds the subscriptions of an event type in the intake's INSERT … SELECT.
     events: str = Field(max_length=512)
     description: str | None = Field(default=None, max_length=255)
-    secret: str = Field(max_length=64)
+    # Sealed under REFERRAL_WEBHOOK_SECRET_KEYS when set (service/notifications/sealing.py).
+    secret: str = Field(max_length=255)
     # Rotation: the previous secret still signs (a second signature) until it expires.
-    previous_secret: str | None = Field(default=None, max_length=64)
+    previous_secret: str | None = Field(default=None, max_length=255)
     previous_secret_expires_at: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
     )

@@ -127,6 +127,7 @@ async def create_subscription(
         description=body.description,
         team=ctx.caller.has(SCOPE_TRIAGE),
         policy=services.url_policy,
+        box=services.secret_box,
         now=now.now,
         max_per_org=services.settings.webhook_max_subscriptions,
     )
@@ -172,12 +173,20 @@ async def delete_subscription(
     responses=responses(200, 401, 403, 404, 422, 503),
 )
 async def rotate_secret(
-    subscription_id: uuid.UUID, ctx: CanManageWebhooks, db: SessionDep, now: ClockDep
+    subscription_id: uuid.UUID,
+    ctx: CanManageWebhooks,
+    db: SessionDep,
+    now: ClockDep,
+    services: ServicesDep,
 ) -> WebhookSubscriptionWithSecret:
     """A new signing secret, shown this once. The old one keeps signing for 24 hours: each
     message carries both signatures until then."""
     made = await subscriptions.rotate_secret(
-        session=db, ctx=ctx, subscription_id=str(subscription_id), now=now.now
+        session=db,
+        ctx=ctx,
+        subscription_id=str(subscription_id),
+        box=services.secret_box,
+        now=now.now,
     )
     await _audit(db, ctx, "webhook.subscription_secret_rotated", made.subscription, now)
     return WebhookSubscriptionWithSecret(**_public(made.subscription), secret=made.secret)

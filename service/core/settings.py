@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from cryptography.fernet import Fernet
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -119,12 +120,30 @@ class Settings(BaseSettings):
     webhook_max_subscriptions: int = Field(default=25, ge=1, le=1000)
     # Finished deliveries (succeeded or failed) are kept this long for the deliveries log.
     webhook_retention_days: int = Field(default=30, ge=1, le=3650)
+    # Fernet keys, comma-separated: signing secrets are stored sealed with the first, and
+    # opened with any (service/notifications/sealing.py). Unset: stored as they are.
+    webhook_secret_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
 
-    @field_validator("jwt_algorithms", mode="before")
+    @field_validator("jwt_algorithms", "webhook_secret_keys", mode="before")
     @classmethod
-    def _split_algorithms(cls, value: object) -> object:
+    def _split_comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("webhook_secret_keys")
+    @classmethod
+    def _secret_keys_are_fernet_keys(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        for n, key in enumerate(value, start=1):
+            try:
+                Fernet(key.get_secret_value())
+            except (ValueError, TypeError):
+                # Which one, never what it is.
+                raise ValueError(
+                    f"key {n} is not a Fernet key (32 url-safe base64-encoded bytes: "
+                    "python -c 'from cryptography.fernet import Fernet; "
+                    "print(Fernet.generate_key().decode())')"
+                ) from None
         return value
 
     @field_validator("rate_limits", "rate_limits_submit", "rate_limits_anonymous")

@@ -20,8 +20,9 @@ from datetime import UTC, datetime, timedelta
 from service.core import metrics
 from service.core.settings import Settings
 from service.core.unit_of_work import UnitOfWork
-from service.notifications import delivery, outbox, repository, signing
+from service.notifications import delivery, outbox, repository, sealing, signing
 from service.notifications.safety import UrlPolicy
+from service.notifications.sealing import SecretBox, SecretUnavailable
 from service.notifications.subscriptions import EVENT_TYPES
 
 logger = logging.getLogger("service.notifications")
@@ -54,6 +55,7 @@ class Dispatcher:
         batch_size: int = 20,
         owner: str | None = None,
         retention: timedelta = timedelta(days=30),
+        box: SecretBox | None = None,
         jitter: Callable[[], float] = lambda: random.uniform(1 - JITTER, 1 + JITTER),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -68,6 +70,7 @@ class Dispatcher:
         self.jitter = jitter
         self.clock = clock
         self.retention = retention
+        self.box = box or SecretBox(())
         self._next_purge = clock()
         self._wake = asyncio.Event()
         self._client = delivery.new_client(timeout)
@@ -158,13 +161,47 @@ class Dispatcher:
         if self._stopping:
             return  # claimed just as stop() came: handed back unsent
         body = signing.body(claimed.event_type, claimed.created_at, claimed.data)
+        try:
+            secrets = tuple(self.box.open(stored) for stored in claimed.secrets)
+        except SecretUnavailable:
+            # Keys removed or wrong: nothing can be signed, so nothing is sent; retried like a
+            # failed attempt (the key may be put back), and the log tells the deployer.
+            logger.error(
+                "webhook secret cannot be opened; check REFERRAL_WEBHOOK_SECRET_KEYS",
+                extra={"event_id": claimed.event_id, "subscription_id": claimed.subscription_id},
+            )
+            result = delivery.Result(ok=False, status_code=None, error="secret_unavailable")
+        else:
+            sent = await self._attempt(claimed, secrets, body)
+            if sent is None:
+                return  # stop() cut it short
+            result = sent
+        outcome = "success" if result.ok else (result.error or "failure")
+        metrics.WEBHOOK_ATTEMPTS.labels(outcome).inc()
+        logger.info(
+            "webhook attempt",
+            extra={
+                "event_id": claimed.event_id,
+                "subscription_id": claimed.subscription_id,
+                "attempt": claimed.attempt,
+                "status_code": result.status_code,
+                "result": outcome,
+                "duration_ms": round(result.duration * 1000, 1),
+            },
+        )
+        await self._record(claimed, result)
+
+    async def _attempt(
+        self, claimed: repository.Claimed, secrets: tuple[str, ...], body: bytes
+    ) -> delivery.Result | None:
+        """One HTTP attempt; None if stop() cut it short."""
         attempt = asyncio.create_task(
             delivery.attempt(
                 self._client,
                 self.policy,
                 url=claimed.url,
                 message_id=claimed.event_id,
-                secrets=claimed.secrets,
+                secrets=secrets,
                 body=body,
                 timeout=self.timeout,
             )
@@ -177,7 +214,7 @@ class Dispatcher:
             if current is not None and current.cancelling():
                 raise  # this task itself is cancelled, not just its attempt
             # stop() cut it short: unrecorded, it is handed back as the dispatcher stops.
-            return
+            return None
         except Exception as exc:
             # A failed attempt like any other: unrecorded, the delivery would be claimed again
             # at each lease's end for ever, never `failed`, holding its referral's later events.
@@ -193,20 +230,7 @@ class Dispatcher:
             result = delivery.Result(ok=False, status_code=None, error="internal_error")
         finally:
             self._attempts.discard(attempt)
-        outcome = "success" if result.ok else (result.error or "failure")
-        metrics.WEBHOOK_ATTEMPTS.labels(outcome).inc()
-        logger.info(
-            "webhook attempt",
-            extra={
-                "event_id": claimed.event_id,
-                "subscription_id": claimed.subscription_id,
-                "attempt": claimed.attempt,
-                "status_code": result.status_code,
-                "result": outcome,
-                "duration_ms": round(result.duration * 1000, 1),
-            },
-        )
-        await self._record(claimed, result)
+        return result
 
     def _next_attempt(self, attempt: int, retry_after: float | None, now: datetime) -> datetime:
         delay = self.schedule[attempt - 1] * self.jitter()
@@ -295,6 +319,7 @@ def from_settings(
         poll_seconds=settings.webhook_poll_seconds,
         batch_size=settings.webhook_batch_size,
         retention=timedelta(days=settings.webhook_retention_days),
+        box=sealing.from_settings(settings),
     )
 
 

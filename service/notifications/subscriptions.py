@@ -26,6 +26,7 @@ from service.core.unit_of_work import after_commit
 from service.notifications import outbox, repository, signing
 from service.notifications.repository import DeliveryRow, SubscriptionRow
 from service.notifications.safety import UnsafeUrl, UrlPolicy
+from service.notifications.sealing import SecretBox
 
 PING = "ping"
 TEAM_EVENTS = frozenset({REFERRAL_CREATED, REFERRAL_SAFEGUARDING_ALERT})
@@ -64,6 +65,7 @@ async def create(
     description: str | None,
     team: bool,
     policy: UrlPolicy,
+    box: SecretBox,
     now: datetime,
     max_per_org: int,
 ) -> WithSecret:
@@ -108,7 +110,7 @@ async def create(
             "url": url,
             "events": repository.events_column(wanted),
             "description": description,
-            "secret": secret,
+            "secret": box.seal(secret),
             "created_at": now,
             "created_by": ctx.caller.sub,
         },
@@ -137,7 +139,12 @@ async def delete(*, session: AsyncSession, ctx: RequestContext, subscription_id:
 
 
 async def rotate_secret(
-    *, session: AsyncSession, ctx: RequestContext, subscription_id: str, now: datetime
+    *,
+    session: AsyncSession,
+    ctx: RequestContext,
+    subscription_id: str,
+    box: SecretBox,
+    now: datetime,
 ) -> WithSecret:
     """A new secret; the old one still signs for 24 hours (both signatures are sent)."""
     db = await session.connection()
@@ -146,7 +153,7 @@ async def rotate_secret(
         db,
         org=ctx.caller.org,
         subscription_id=subscription_id,
-        secret=secret,
+        secret=box.seal(secret),
         previous_until=now + PREVIOUS_SECRET_VALID,
     ):
         raise _not_found()

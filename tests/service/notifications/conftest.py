@@ -20,6 +20,7 @@ from service.models import WEBHOOK_DELIVERIES, WEBHOOK_SUBSCRIPTIONS
 from service.notifications import outbox, subscriptions
 from service.notifications.dispatcher import Dispatcher
 from service.notifications.safety import UrlPolicy
+from service.notifications.sealing import SecretBox
 from tests.webhooks import local_resolver
 
 TEAM = RequestContext(Caller("team", "PIT01", frozenset()), request_id="req-team")
@@ -59,6 +60,7 @@ class Hooks:
     units: UnitOfWork
     clock: Clock
     dispatchers: list[Dispatcher] = field(default_factory=list)
+    box: SecretBox = field(default_factory=lambda: SecretBox(()))
 
     async def subscribe(
         self, url: str, types: tuple[str, ...] = ("referral.status_changed",)
@@ -72,6 +74,7 @@ class Hooks:
                 description=None,
                 team=True,
                 policy=LOCAL,
+                box=self.box,
                 now=self.clock(),
                 max_per_org=100,
             )
@@ -95,6 +98,7 @@ class Hooks:
             "clock": self.clock,
             "jitter": lambda: 1.0,
             "timeout": 5.0,
+            "box": self.box,
         }
         values.update(options)
         made = Dispatcher(self.units, **values)

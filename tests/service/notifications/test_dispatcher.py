@@ -407,6 +407,7 @@ async def test_the_previous_secret_signs_for_24_hours_and_no_longer(hooks: Hooks
                 session=session,
                 ctx=TEAM,
                 subscription_id=made.subscription.id,
+                box=hooks.box,
                 now=hooks.clock(),
             )
         dispatcher = hooks.dispatcher()

@@ -78,7 +78,8 @@ def _parser() -> argparse.ArgumentParser:
         help="exit 1 and name the first bad event if invalid",
         description="Verify the audit chains. Without --full (and --anchor), only the events "
         "appended since each chain's last verified checkpoint are checked, as the HTTP endpoint "
-        "does. Either way the checkpoints of the chains found clean move forward.",
+        "does. Either way the checkpoints of the chains found clean move forward, unless "
+        "--read-only.",
     )
     verify.add_argument(
         "--full",
@@ -88,6 +89,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     verify.add_argument(
         "--anchor", type=Path, help="a head saved earlier by `audit head` (implies --full)"
+    )
+    verify.add_argument(
+        "--read-only",
+        action="store_true",
+        help="record no checkpoint: for an auditor's role that may only read (SELECT)",
     )
     verify.set_defaults(handler=_audit_verify)
     head = audit_sub.add_parser("head", help="print the head to anchor outside the database")
@@ -308,7 +314,8 @@ def _audit_verify(args: argparse.Namespace) -> int:
 
     async def run(session: Any) -> verification.Verification:
         result = await verification.verify(session, anchor, incremental=not full)
-        await checkpoints.advance(await session.connection(), result.reached, datetime.now(UTC))
+        if not args.read_only:
+            await checkpoints.advance(await session.connection(), result.reached, datetime.now(UTC))
         return result
 
     result = _with_session(run)

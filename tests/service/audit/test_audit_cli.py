@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, text, update
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from service.cli import main
@@ -160,3 +162,59 @@ async def test_verify_with_an_anchor_finds_a_cut_off_tail(
     assert code == 1
     assert f"seq {anchored_seq}" in err
     assert json.loads(out)["first_invalid_seq"] == anchored_seq
+
+
+async def checkpoint_rows(database_url: str) -> list[Any]:
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            return list(await conn.execute(select(AUDIT_CHECKPOINTS)))
+    finally:
+        await engine.dispose()
+
+
+async def test_read_only_verify_records_no_checkpoint(
+    cli_env: Path,
+    database_url: str,
+    client: httpx.AsyncClient,
+    auth: Callable[..., dict[str, str]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    await make_events(client, auth(scopes=ALL_SCOPES), 3)
+    code, out, err = await cli(capsys, "audit", "verify", "--full", "--read-only")
+    assert code == 0, err
+    assert json.loads(out)["valid"] is True
+    assert await checkpoint_rows(database_url) == []
+    code, _, err = await cli(capsys, "audit", "verify")
+    assert code == 0, err
+    assert await checkpoint_rows(database_url) != []
+
+
+@pytest.mark.postgres_only
+async def test_an_auditors_select_only_role_can_verify_read_only(
+    cli_env: Path,
+    database_url: str,
+    client: httpx.AsyncClient,
+    auth: Callable[..., dict[str, str]],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await make_events(client, auth(scopes=ALL_SCOPES), 3)
+    role = f"auditor_{secrets.token_hex(4)}"
+    url = make_url(database_url)
+    admin = create_async_engine(database_url)
+    try:
+        async with admin.begin() as conn:
+            await conn.execute(text(f"CREATE ROLE {role} LOGIN"))
+            await conn.execute(text(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}"))
+        monkeypatch.setenv(
+            "REFERRAL_DATABASE_URL", url.set(username=role).render_as_string(hide_password=False)
+        )
+        code, out, err = await cli(capsys, "audit", "verify", "--full", "--read-only")
+        assert code == 0, err
+        assert json.loads(out)["valid"] is True
+    finally:
+        async with admin.begin() as conn:
+            await conn.execute(text(f"DROP OWNED BY {role}"))
+            await conn.execute(text(f"DROP ROLE {role}"))
+        await admin.dispose()

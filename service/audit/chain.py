@@ -171,12 +171,17 @@ async def append(
     }
     row["hash"] = event_hash(event_document(row))
     if postgres:
-        # JSON text for asyncpg: what SQLAlchemy's JSON type would have sent.
-        await pg_raw.fetch(db, _PG_APPEND, {**row, "details": json.dumps(row["details"])})
+        await write_event_postgres(db, row)
     else:
         await write_event(db, row)
     metrics.observe_audit_seq(seq)
     return str(row["hash"])
+
+
+async def write_event_postgres(db: AsyncConnection, row: dict[str, Any]) -> None:
+    """The event and its chain's new head in one statement, on asyncpg (PostgreSQL)."""
+    # JSON text for asyncpg: what SQLAlchemy's JSON type would have sent.
+    await pg_raw.fetch(db, _PG_APPEND, {**row, "details": json.dumps(row["details"])})
 
 
 async def write_event(db: AsyncConnection, row: dict[str, Any]) -> None:

@@ -9,8 +9,10 @@ The connection is the very one the session checked out of the pool, so the unit 
 owns the transaction: what runs here commits or rolls back with everything else. One catch:
 SQLAlchemy's asyncpg adapter sends BEGIN lazily, at its own first statement, and commits only
 a transaction it began. A statement sent here first would run outside any transaction and
-never be rolled back, so `driver()` makes the adapter begin first (private API of SQLAlchemy
-2.0's adapter: tests/service/core/test_pg_raw.py fails if it changes).
+never be rolled back, so `driver()` makes the adapter begin first; and a failure is handed to
+SQLAlchemy's own error handling, so it surfaces as it always did (private API of SQLAlchemy
+2.0: tests/service/core/test_pg_raw.py and tests/ops/test_database_outage.py fail if it
+changes).
 
 Statements are written with `:name` placeholders, readable beside their SQLAlchemy twins, and
 turned into `$n` once at import. Values go to asyncpg as they are: JSON columns take JSON text
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.util import greenlet_spawn
 
 # `:name`, but not the second colon of a `::type` cast.
 _PLACEHOLDER = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
@@ -64,9 +67,13 @@ async def driver(db: AsyncConnection) -> Any:
 
 async def fetch(db: AsyncConnection, statement: Statement, values: Mapping[str, Any]) -> Any:
     """Every row (asyncpg Records) of `statement` run with `values`."""
-    connection = await driver(db)
     args = statement.args(values)
-    rows = await connection.fetch(statement.sql, *args)
+    try:
+        connection = await driver(db)
+        rows = await connection.fetch(statement.sql, *args)
+    except Exception as error:
+        await _raise_as_sqlalchemy_would(db, error, statement.sql, args)
+        raise
     _announce(db, statement.sql, args, rows)
     return rows
 
@@ -75,6 +82,28 @@ async def fetchrow(db: AsyncConnection, statement: Statement, values: Mapping[st
     """The first row of `statement` run with `values`, or None."""
     rows = await fetch(db, statement, values)
     return rows[0] if rows else None
+
+
+async def _raise_as_sqlalchemy_would(
+    db: AsyncConnection, error: Exception, sql: str, args: Sequence[Any]
+) -> None:
+    """Raise `error` as SQLAlchemy would have, had it run the statement: as its own exception
+    class (IntegrityError, OperationalError…, parameters hidden as the engine says), and with
+    the pooled connection invalidated when the error means it is gone. The API maps those to
+    503, and the pool must not hand a dead connection out again."""
+    adapter: Any = db.sync_connection.connection.dbapi_connection  # type: ignore[union-attr]
+    try:
+        adapter._handle_exception(error)  # the adapter's DBAPI class for an asyncpg error
+    except Exception as dbapi_error:
+        # SQLAlchemy's own handling, in a greenlet: invalidating closes the connection.
+        await greenlet_spawn(
+            db.sync_connection._handle_dbapi_exception,  # type: ignore[union-attr]
+            dbapi_error,
+            sql,
+            tuple(args),
+            None,
+            None,
+        )
 
 
 @dataclass(frozen=True, slots=True)

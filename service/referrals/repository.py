@@ -8,6 +8,12 @@ On PostgreSQL intake takes five round trips (BEGIN; the key's lock and lookup; o
 that inserts the referral and the key and locks an audit chain's head; the audit event;
 COMMIT): every round trip costs a system call each way, which is most of what intake costs.
 SQLite, the single-user development store, runs the same steps as separate statements.
+
+PostgreSQL's hot-path statements (intake's, and the status read's, which finds the referral and
+takes its audit head in one trip) are text run on asyncpg in the session's transaction
+(service/core/pg_raw.py): through SQLAlchemy Core they cost as much CPU again as asyncpg itself.
+SQLite keeps the Core statements; tests/service/referrals/test_pg_hot_path.py runs both on
+PostgreSQL and checks that they store and read the very same rows.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ still catch every edit, deletion, insertion and reordering.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from service.core import metrics
+from service.core import metrics, pg_raw
 from service.core.canonical import canonical_json, sha256_hex, utc_timestamp
 from service.core.context import RequestContext
 from service.models import AUDIT_CHAIN_HEADS, AUDIT_EVENTS
@@ -36,8 +37,10 @@ PG_FREE_HEAD_SQL = (
     "SELECT chain, chain_seq, hash, nextval(pg_get_serial_sequence('audit_events', 'seq')) "
     "AS seq FROM audit_chain_heads ORDER BY chain LIMIT 1 FOR UPDATE SKIP LOCKED"
 )
-_PG_TAKE_FREE_HEAD = text(PG_FREE_HEAD_SQL)
-_PG_WAIT_FOR_HEAD = text(
+# PostgreSQL's statements run on asyncpg in the session's transaction (service/core/pg_raw.py):
+# appends are on every request's path, and SQLAlchemy Core cost as much CPU as asyncpg itself.
+_PG_TAKE_FREE_HEAD = pg_raw.Statement.of(PG_FREE_HEAD_SQL)
+_PG_WAIT_FOR_HEAD = pg_raw.Statement.of(
     "SELECT chain, chain_seq, hash, nextval(pg_get_serial_sequence('audit_events', 'seq')) "
     "FROM audit_chain_heads WHERE chain = :chain FOR UPDATE"
 )
@@ -59,12 +62,15 @@ _MOVE_HEAD = (
         hash=bindparam("head_hash"),
     )
 )
-# Event parameters are prefixed: unprefixed names that match the heads table's columns (chain,
-# seq, hash…) would be taken by SQLAlchemy as extra SET values for the UPDATE.
-_PG_APPEND = _MOVE_HEAD.add_cte(
-    insert(_EVENTS)
-    .values({c.name: bindparam(f"event_{c.name}", type_=c.type) for c in _EVENTS.columns})
-    .cte("appended")
+# PostgreSQL: the event and its chain's new head in one round trip while the head is locked
+# (PostgreSQL runs a data-modifying CTE exactly once, whether or not the outer statement reads
+# it). The head takes the event's own position and hash.
+_EVENT_COLUMNS = tuple(c.name for c in _EVENTS.columns)
+_PG_APPEND = pg_raw.Statement.of(
+    f"WITH appended AS (INSERT INTO audit_events ({', '.join(_EVENT_COLUMNS)}) "
+    f"VALUES ({', '.join(':' + name for name in _EVENT_COLUMNS)})) "
+    "UPDATE audit_chain_heads SET chain_seq = :chain_seq, seq = :seq, hash = :hash "
+    "WHERE chain = :chain"
 )
 
 
@@ -115,10 +121,10 @@ class TakenHead:
 async def take_head(db: AsyncConnection) -> TakenHead:
     """Lock a chain's head until the transaction ends: take it late, just before appending."""
     if db.dialect.name == "postgresql":
-        head = (await db.execute(_PG_TAKE_FREE_HEAD)).first()
+        head = await pg_raw.fetchrow(db, _PG_TAKE_FREE_HEAD, {})
         if head is None:
             chosen = random.randrange(AUDIT_CHAINS)
-            head = (await db.execute(_PG_WAIT_FOR_HEAD, {"chain": chosen})).one()
+            head = await pg_raw.fetchrow(db, _PG_WAIT_FOR_HEAD, {"chain": chosen})
     else:
         head = (await db.execute(_SQLITE_TAKE_HEAD)).one()
     return TakenHead(int(head[0]), int(head[1]), str(head[2]), int(head[3]))
@@ -164,21 +170,33 @@ async def append(
         "prev_hash": prev_hash,
     }
     row["hash"] = event_hash(event_document(row))
-    head_move = {
-        "head_chain": chain,
-        "head_chain_seq": chain_seq,
-        "head_seq": seq,
-        "head_hash": row["hash"],
-    }
     if postgres:
-        # One round trip while the head is locked: PostgreSQL runs a data-modifying CTE
-        # exactly once, whether or not the outer statement reads it.
-        await db.execute(_PG_APPEND, {**{f"event_{k}": v for k, v in row.items()}, **head_move})
+        await write_event_postgres(db, row)
     else:
-        await db.execute(_ADD_EVENT, row)
-        await db.execute(_MOVE_HEAD, head_move)
+        await write_event(db, row)
     metrics.observe_audit_seq(seq)
     return str(row["hash"])
+
+
+async def write_event_postgres(db: AsyncConnection, row: dict[str, Any]) -> None:
+    """The event and its chain's new head in one statement, on asyncpg (PostgreSQL)."""
+    # JSON text for asyncpg: what SQLAlchemy's JSON type would have sent.
+    await pg_raw.fetch(db, _PG_APPEND, {**row, "details": json.dumps(row["details"])})
+
+
+async def write_event(db: AsyncConnection, row: dict[str, Any]) -> None:
+    """The event and its chain's new head, with SQLAlchemy Core: SQLite's way (and, in the
+    tests, the reference that PostgreSQL's statement is compared with)."""
+    await db.execute(_ADD_EVENT, row)
+    await db.execute(
+        _MOVE_HEAD,
+        {
+            "head_chain": row["chain"],
+            "head_chain_seq": row["chain_seq"],
+            "head_seq": row["seq"],
+            "head_hash": row["hash"],
+        },
+    )
 
 
 @dataclass(frozen=True, slots=True)

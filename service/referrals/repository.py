@@ -8,10 +8,17 @@ On PostgreSQL intake takes five round trips (BEGIN; the key's lock and lookup; o
 that inserts the referral and the key and locks an audit chain's head; the audit event;
 COMMIT): every round trip costs a system call each way, which is most of what intake costs.
 SQLite, the single-user development store, runs the same steps as separate statements.
+
+PostgreSQL's hot-path statements (intake's, and the status read's, which finds the referral and
+takes its audit head in one trip) are text run on asyncpg in the session's transaction
+(service/core/pg_raw.py): through SQLAlchemy Core they cost as much CPU again as asyncpg itself.
+SQLite keeps the Core statements; tests/service/referrals/test_pg_hot_path.py runs both on
+PostgreSQL and checks that they store and read the very same rows.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, fields
 from datetime import datetime
 from functools import lru_cache
@@ -19,9 +26,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
-    Boolean,
     Integer,
-    String,
     and_,
     bindparam,
     case,
@@ -36,6 +41,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.audit import chain
+from service.core import pg_raw
 from service.core.canonical import as_utc
 from service.models import IDEMPOTENCY_KEYS, REFERRAL_MOVES, REFERRALS
 from service.referrals.payloads import CURRENT_PAYLOAD_VERSION, upcast
@@ -63,33 +69,39 @@ _INSERT_SQL = (
 )
 # Text: SQLAlchemy cannot cache a dialect INSERT … ON CONFLICT.
 _INSERT_REFERRAL = text(_INSERT_SQL).bindparams(*_TYPED)
-# PostgreSQL: the referral, its idempotency key (when there is one) and an audit head, together.
-# A clash of random references inserts nothing (made = 0): draw again. A key that another
-# instance committed between our lookup and now inserts no key (keyed = 0): that request was
-# in flight when ours began, so ours is refused like any other in-flight duplicate.
-_PG_STORE = text(
+# PostgreSQL (on asyncpg, see service/core/pg_raw.py): the referral, its idempotency key (when
+# there is one) and an audit head, together. A clash of random references inserts nothing
+# (made = 0): draw again. A key that another instance committed between our lookup and now
+# inserts no key (keyed = 0): that request was in flight when ours began, so ours is refused like
+# any other in-flight duplicate. Values selected rather than inserted are cast: PostgreSQL
+# infers a parameter's type from the column it is inserted into, not through a SELECT.
+_PG_STORE = pg_raw.Statement.of(
     f"WITH created AS ({_INSERT_SQL}), "
     "keyed AS (INSERT INTO idempotency_keys "
     "(org, key, request_sha256, referral_id, created_at, response) "
-    "SELECT :key_org, :key_key, :key_sha256, id, :key_created_at, :key_response "
-    "FROM created WHERE :with_key "
+    "SELECT :key_org::varchar, :key_key::varchar, :key_sha256::varchar, id, "
+    ":key_created_at::timestamptz, :key_response::json "
+    "FROM created WHERE :with_key::boolean "
     "ON CONFLICT (org, key) DO NOTHING RETURNING referral_id), "
     "moved AS (INSERT INTO referral_moves "
     "(referral_id, version, action, from_status, to_status, at, by_org) "
-    "SELECT id, :version, 'intake', NULL, :status, :received_at, :org FROM created), "
+    "SELECT id, :version::integer, 'intake', NULL, :status::varchar, "
+    ":received_at::timestamptz, :org::varchar FROM created), "
     f"head AS ({chain.PG_FREE_HEAD_SQL}) "
     "SELECT (SELECT count(*) FROM created) AS made, (SELECT count(*) FROM keyed) AS keyed, "
     "head.chain, head.chain_seq, head.hash, head.seq "
     "FROM (SELECT 1) AS one LEFT JOIN head ON true"
-).bindparams(
-    *_TYPED,
-    bindparam("key_org", type_=String()),
-    bindparam("key_key", type_=String()),
-    bindparam("key_sha256", type_=String()),
-    bindparam("key_created_at", type_=_REFERRALS.c.received_at.type),
-    bindparam("key_response", type_=JSON(none_as_null=True)),
-    bindparam("with_key", type_=Boolean()),
 )
+# The JSON columns, which asyncpg takes as JSON text. SQLAlchemy's JSON type (none_as_null
+# False) stores Python None as JSON 'null', not SQL NULL: so does json.dumps(None).
+_JSON_COLUMNS = frozenset(c.name for c in _REFERRALS.columns if isinstance(c.type, JSON))
+
+
+def _pg_column_values(record: ReferralRecord) -> dict[str, Any]:
+    values = column_values(record)
+    for name in _JSON_COLUMNS:
+        values[name] = json.dumps(values[name])
+    return values
 
 
 def _record(row: Any) -> ReferralRecord:
@@ -107,6 +119,38 @@ async def find(db: AsyncConnection, referral_id: str) -> ReferralRecord | None:
     """The referral with its payload in the current shape, or None."""
     row = (await db.execute(_SELECT_REFERRAL, {"referral_id": referral_id})).first()
     return None if row is None else _record(row)
+
+
+# PostgreSQL, on asyncpg: what a status read shows of a referral, and a free audit head for
+# its event, in one round trip. Every column but the payload: personal data that a status never
+# shows, and the largest value to decode. The head is taken (on the join's inner side) only
+# when the referral exists; it stays locked until the transaction ends, as append() expects.
+_STATUS_COLUMNS = tuple(name for name in COLUMNS if name != "payload")
+_PG_STATUS_AND_HEAD = pg_raw.Statement.of(
+    f"WITH head AS ({chain.PG_FREE_HEAD_SQL}) "
+    f"SELECT {', '.join('r.' + name for name in _STATUS_COLUMNS)}, head.chain AS head_chain, "
+    "head.chain_seq AS head_chain_seq, head.hash AS head_hash, head.seq AS head_seq "
+    "FROM referrals AS r LEFT JOIN head ON true WHERE r.id = :referral_id"
+)
+
+
+async def find_status_and_take_head(
+    db: AsyncConnection, referral_id: str
+) -> tuple[ReferralRecord | None, chain.TakenHead | None]:
+    """PostgreSQL: the referral without its payload (an empty dict in its place), or None;
+    and an audit head this transaction now holds (None: every chain's head was busy)."""
+    row = await pg_raw.fetchrow(db, _PG_STATUS_AND_HEAD, {"referral_id": referral_id})
+    if row is None:
+        return None, None
+    record = ReferralRecord(**{name: row[name] for name in _STATUS_COLUMNS}, payload={})
+    head = (
+        None
+        if row["head_chain"] is None
+        else chain.TakenHead(
+            row["head_chain"], row["head_chain_seq"], row["head_hash"], row["head_seq"]
+        )
+    )
+    return record, head
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,30 +344,32 @@ async def store_with_key_and_head(
 ) -> Stored:
     """PostgreSQL: insert the referral and its key and take a free audit head, in one trip."""
     params = {
-        **column_values(record),
+        **_pg_column_values(record),
         "key_org": key.org if key else None,
         "key_key": key.key if key else None,
         "key_sha256": key.request_sha256 if key else None,
         "key_created_at": key.created_at if key else record.received_at,
-        "key_response": key.response if key else None,
+        # JSON(none_as_null=True) in SQLAlchemy's terms: no response is SQL NULL.
+        "key_response": None if key is None or key.response is None else json.dumps(key.response),
         "with_key": key is not None,
     }
-    row = (await db.execute(_PG_STORE, params)).one()
+    row = await pg_raw.fetchrow(db, _PG_STORE, params)
     head = (
         None
-        if row.chain is None
-        else chain.TakenHead(int(row.chain), int(row.chain_seq), str(row.hash), int(row.seq))
+        if row["chain"] is None
+        else chain.TakenHead(row["chain"], row["chain_seq"], row["hash"], row["seq"])
     )
-    return Stored(made=bool(row.made), keyed=bool(row.keyed), head=head)
+    return Stored(made=bool(row["made"]), keyed=bool(row["keyed"]), head=head)
 
 
 # --- Idempotency keys ----------------------------------------------------------------------
 
-_PG_LOCK_AND_FIND_KEY = text(
+# PostgreSQL, on asyncpg: the key's transaction lock and its lookup in one round trip.
+_PG_LOCK_AND_FIND_KEY = pg_raw.Statement.of(
     "SELECT pg_try_advisory_xact_lock(:lock_id) AS locked, k.request_sha256, k.referral_id, "
     "k.created_at, k.response FROM (SELECT 1) AS one LEFT JOIN idempotency_keys AS k "
     "ON k.org = :org AND k.key = :key"
-).columns(response=JSON(none_as_null=True))
+)
 _THIS_KEY = (_KEYS.c.org == bindparam("org")) & (_KEYS.c.key == bindparam("key"))
 _FIND_KEY = select(
     _KEYS.c.request_sha256, _KEYS.c.referral_id, _KEYS.c.created_at, _KEYS.c.response
@@ -341,23 +387,25 @@ class FoundKey:
 
 
 def _found(row: Any) -> FoundKey | None:
-    if row is None or row.request_sha256 is None:
+    # By name, not attribute: SQLAlchemy Rows and asyncpg Records both index by column name.
+    if row is None or row["request_sha256"] is None:
         return None
-    return FoundKey(str(row.request_sha256), str(row.referral_id), row.created_at, row.response)
+    return FoundKey(row["request_sha256"], row["referral_id"], row["created_at"], row["response"])
 
 
 async def lock_and_find_key(
     db: AsyncConnection, *, org: str, key: str, lock_id: int
 ) -> tuple[bool, FoundKey | None]:
     """PostgreSQL: try the key's transaction lock and look the key up, in one round trip."""
-    row = (
-        await db.execute(_PG_LOCK_AND_FIND_KEY, {"org": org, "key": key, "lock_id": lock_id})
-    ).one()
-    return bool(row.locked), _found(row)
+    row = await pg_raw.fetchrow(
+        db, _PG_LOCK_AND_FIND_KEY, {"org": org, "key": key, "lock_id": lock_id}
+    )
+    return bool(row["locked"]), _found(row)
 
 
 async def find_key(db: AsyncConnection, *, org: str, key: str) -> FoundKey | None:
-    return _found((await db.execute(_FIND_KEY, {"org": org, "key": key})).first())
+    row = (await db.execute(_FIND_KEY, {"org": org, "key": key})).first()
+    return _found(None if row is None else row._mapping)
 
 
 async def forget_key(db: AsyncConnection, *, org: str, key: str, seen: datetime) -> bool:
@@ -514,6 +562,27 @@ def _duplicates_statement(
     return query.order_by(t.received_at.desc(), t.id.desc()).limit(limit)
 
 
+@lru_cache(maxsize=32)
+def _pg_duplicates_statement(
+    *, by_nhs: bool, by_name: bool, with_org: bool, statuses: tuple[str, ...], limit: int
+) -> pg_raw.Statement:
+    """The same query as `_duplicates_statement`, as text for asyncpg (PostgreSQL)."""
+    matches = []
+    if by_nhs:
+        matches.append("match_nhs_number = :nhs_number")
+    if by_name:
+        same_name = "match_name_key = :name_key"
+        matches.append(same_name if not by_nhs else f"{same_name} AND match_nhs_number IS NULL")
+    open_now = ", ".join(f":open_{i}" for i in range(len(statuses)))
+    return pg_raw.Statement.of(
+        "SELECT id, reference, status, received_at, match_nhs_number FROM referrals "
+        f"WHERE ({' OR '.join(f'({m})' for m in matches)}) AND id != :referral_id "
+        f"AND status IN ({open_now})"
+        + (" AND org = :org" if with_org else "")
+        + f" ORDER BY received_at DESC, id DESC LIMIT {int(limit)}"
+    )
+
+
 async def possible_duplicates(
     db: AsyncConnection,
     *,
@@ -530,25 +599,32 @@ async def possible_duplicates(
     intake decode every earlier payload."""
     if nhs_number is None and name_key is None:
         return []
-    statement = _duplicates_statement(
-        by_nhs=nhs_number is not None,
-        by_name=name_key is not None,
-        with_org=org is not None,
-        statuses=tuple(sorted(open_statuses)),
-        limit=limit,
-    )
+    statuses = tuple(sorted(open_statuses))
+    by_nhs, by_name, with_org = nhs_number is not None, name_key is not None, org is not None
     values = {"nhs_number": nhs_number, "name_key": name_key, "referral_id": referral_id}
     if org is not None:
         values["org"] = org
+    rows: Any
+    if db.dialect.name == "postgresql":
+        values.update({f"open_{i}": status for i, status in enumerate(statuses)})
+        statement = _pg_duplicates_statement(
+            by_nhs=by_nhs, by_name=by_name, with_org=with_org, statuses=statuses, limit=limit
+        )
+        rows = await pg_raw.fetch(db, statement, values)
+    else:
+        query = _duplicates_statement(
+            by_nhs=by_nhs, by_name=by_name, with_org=with_org, statuses=statuses, limit=limit
+        )
+        rows = [r._mapping for r in await db.execute(query, values)]
     return [
         DuplicateRow(
-            str(row.id),
-            str(row.reference),
-            str(row.status),
-            as_utc(row.received_at),
+            row["id"],
+            row["reference"],
+            row["status"],
+            as_utc(row["received_at"]),
             "nhs_number"
-            if nhs_number is not None and row.match_nhs_number == nhs_number
+            if nhs_number is not None and row["match_nhs_number"] == nhs_number
             else "name_and_date",
         )
-        for row in await db.execute(statement, values)
+        for row in rows
     ]

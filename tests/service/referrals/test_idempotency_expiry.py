@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -13,25 +12,25 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from service.core.errors import Conflict
 from service.models import IDEMPOTENCY_KEYS
-from service.referrals import idempotency
+from service.referrals import idempotency, repository
+from service.referrals.repository import FoundKey
 
 TTL = timedelta(hours=48)
 SHA = "a" * 64
 
 
-class _StaleFirstRead:
-    """A connection whose first read (the key lookup) returns what an older snapshot showed."""
+def _stale_first_lookup(monkeypatch: pytest.MonkeyPatch, stale: FoundKey) -> None:
+    """The first key lookup returns what an older snapshot showed (on either backend)."""
+    first = [stale]
 
-    def __init__(self, connection: Any, stale_row: SimpleNamespace) -> None:
-        self._connection = connection
-        self._stale_row: SimpleNamespace | None = stale_row
-        self.dialect = connection.dialect
+    async def lock_and_find_key(*_: Any, **__: Any) -> tuple[bool, FoundKey | None]:
+        return True, first.pop()
 
-    async def execute(self, statement: Any, parameters: Any = None) -> Any:
-        if self._stale_row is not None:
-            row, self._stale_row = self._stale_row, None
-            return SimpleNamespace(one=lambda: row, first=lambda: row)
-        return await self._connection.execute(statement, parameters)
+    async def find_key(*_: Any, **__: Any) -> FoundKey | None:
+        return first.pop()
+
+    monkeypatch.setattr(repository, "lock_and_find_key", lock_and_find_key)
+    monkeypatch.setattr(repository, "find_key", find_key)
 
 
 async def _store_key(database_url: str, created_at: datetime) -> None:
@@ -70,22 +69,16 @@ async def test_an_expired_key_is_forgotten_and_may_be_used_afresh(database_url: 
 
 
 async def test_an_expired_key_replaced_by_another_instance_is_not_deleted(
-    database_url: str,
+    database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     now = datetime.now(UTC)
     await _store_key(database_url, now)  # the other instance's fresh record
-    stale = SimpleNamespace(
-        locked=True,
-        request_sha256=SHA,
-        referral_id="old",
-        created_at=now - TTL * 2,
-        response=None,
-    )
+    _stale_first_lookup(monkeypatch, FoundKey(SHA, "old", now - TTL * 2, None))
     engine = create_async_engine(database_url)
     async with engine.connect() as connection:
         with pytest.raises(Conflict):
             await idempotency.claim(
-                _StaleFirstRead(connection, stale),  # type: ignore[arg-type]
+                connection,
                 org="RX1",
                 key="k-1",
                 request_sha256=SHA,

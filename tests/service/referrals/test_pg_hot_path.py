@@ -1,0 +1,298 @@
+"""PostgreSQL's hot path (asyncpg statements) against the portable SQLAlchemy Core statements
+that SQLite runs, both on PostgreSQL: the same inputs must store the very same rows, byte for
+byte in the JSON columns, and read back the same records, keys and duplicates."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+
+from service.audit import chain, verification
+from service.core.context import Caller, RequestContext
+from service.core.database import create_engine, make_sessionmaker
+from service.core.settings import Settings
+from service.models import AUDIT_EVENTS, IDEMPOTENCY_KEYS, REFERRAL_MOVES, REFERRALS
+from service.referrals import repository
+from service.referrals.payloads import CURRENT_PAYLOAD_VERSION
+from service.referrals.record import ReferralRecord, with_changes
+from service.referrals.references import new_reference
+from service.referrals.statuses import OPEN_STATUSES
+from tests.factories import make_referral_body
+
+pytestmark = pytest.mark.postgres_only
+
+NOW = datetime(2026, 3, 4, 5, 6, 7, 891011, tzinfo=UTC)
+CTX = RequestContext(Caller("hv-system", "RX1", frozenset()), "req-1", "their-id-1")
+
+
+@pytest.fixture
+async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(settings, for_requests=True)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return make_sessionmaker(engine)
+
+
+def _referral(**changes: Any) -> ReferralRecord:
+    record = ReferralRecord(
+        id=str(uuid.uuid4()),
+        reference=new_reference(),
+        org="RX1",
+        submitted_by="hv-system",
+        received_at=NOW,
+        updated_at=NOW,
+        status="awaiting_triage",
+        outcome="eligible",
+        priority="urgent",
+        eligible=True,
+        provisional=False,
+        safeguarding_alert=True,
+        ruleset_id="default",
+        ruleset_version="2026.1",
+        ruleset_sha256="c" * 64,
+        # Non-ASCII, nesting and key order all have to survive as sent.
+        payload={**make_referral_body(), "zz": "Zoë ✓", "aa": [1, 2.5, None, True]},
+        payload_version=CURRENT_PAYLOAD_VERSION,
+        decision={"outcome": "eligible", "score": 3, "reasons": ["a", "b"]},
+        version=1,
+        triage=None,
+        withdrawal=None,
+        closure=None,
+        match_nhs_number="9434765919",
+        match_name_key="name-key-1",
+    )
+    return with_changes(record, **changes)
+
+
+def _key(referral: ReferralRecord, key: str) -> repository.KeyRow:
+    response = {"status": "awaiting_triage", "reference": referral.reference, "note": "é"}
+    return repository.KeyRow("RX1", key, "d" * 64, referral.id, NOW, response)
+
+
+async def _as_text(db: AsyncConnection, table: Any, where: str, value: Any) -> dict[str, Any]:
+    """Every column as PostgreSQL prints it: JSON columns exactly as stored."""
+    columns = ", ".join(f"{c.name}::text AS {c.name}" for c in table.columns)
+    statement = text(f"SELECT {columns} FROM {table.name} WHERE {where} = :v")
+    return dict((await db.execute(statement, {"v": value})).one()._mapping)
+
+
+def _without(row: dict[str, Any], *names: str) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k not in names}
+
+
+async def test_intake_stores_the_same_rows_as_the_portable_statements(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    fast, portable = _referral(), _referral()
+    async with sessions() as session:
+        db = await session.connection()
+        stored = await repository.store_with_key_and_head(db, fast, _key(fast, "k-fast"))
+        assert (stored.made, stored.keyed) == (True, True)
+        assert stored.head is not None
+        assert await repository.insert_referral(db, portable)
+        await repository.insert_key(db, _key(portable, "k-portable"))
+        await session.commit()
+
+    async with sessions() as session:
+        db = await session.connection()
+        rows = [await _as_text(db, REFERRALS, "id", r.id) for r in (fast, portable)]
+        assert _without(rows[0], "id", "reference") == _without(rows[1], "id", "reference")
+        assert rows[0]["triage"] == "null"  # SQLAlchemy's JSON stores None as JSON null
+        moves = [await _as_text(db, REFERRAL_MOVES, "referral_id", r.id) for r in (fast, portable)]
+        assert _without(moves[0], "id", "referral_id") == _without(moves[1], "id", "referral_id")
+        keys = [await _as_text(db, IDEMPOTENCY_KEYS, "referral_id", r.id) for r in (fast, portable)]
+        ignored = ("key", "referral_id", "response")
+        assert _without(keys[0], *ignored) == _without(keys[1], *ignored)
+        assert keys[0]["response"].replace(fast.reference, "R") == keys[1]["response"].replace(
+            portable.reference, "R"
+        )
+        # And read back: the same records, the same keys.
+        read = [await repository.find(db, r.id) for r in (fast, portable)]
+        assert read[0] == fast
+        assert read[1] == portable
+        found = [await repository.find_key(db, org="RX1", key=k) for k in ("k-fast", "k-portable")]
+        assert found[0] is not None and found[1] is not None
+        assert found[0].created_at == found[1].created_at == NOW
+        assert found[0].response == _key(fast, "").response
+
+
+async def test_a_taken_reference_or_key_stores_nothing_on_either_path(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    first = _referral()
+    async with sessions() as session:
+        db = await session.connection()
+        await repository.store_with_key_and_head(db, first, _key(first, "k-1"))
+        await session.commit()
+    clash = _referral(reference=first.reference)
+    async with sessions() as session:
+        db = await session.connection()
+        stored = await repository.store_with_key_and_head(db, clash, _key(clash, "k-2"))
+        assert (stored.made, stored.keyed) == (False, False)
+        assert not await repository.insert_referral(db, clash)
+        # A key another request committed first: the referral is made, the key is not.
+        late = _referral()
+        stored = await repository.store_with_key_and_head(db, late, _key(late, "k-1"))
+        assert (stored.made, stored.keyed) == (True, False)
+        unkeyed = _referral()
+        stored = await repository.store_with_key_and_head(db, unkeyed, None)
+        assert (stored.made, stored.keyed) == (True, False)
+        await session.commit()
+    async with sessions() as session:
+        keys = (await session.execute(select(IDEMPOTENCY_KEYS.c.referral_id))).scalars().all()
+        moves = (await session.execute(select(REFERRAL_MOVES.c.referral_id))).scalars().all()
+        assert keys == [first.id]
+        assert sorted(moves) == sorted([first.id, late.id, unkeyed.id])
+
+
+async def test_the_key_lock_and_lookup_reads_what_the_portable_lookup_reads(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    referral = _referral()
+    async with sessions() as session:
+        db = await session.connection()
+        await repository.store_with_key_and_head(db, referral, _key(referral, "k-1"))
+        await session.commit()
+    async with sessions() as session, sessions() as other:
+        db = await session.connection()
+        locked, found = await repository.lock_and_find_key(db, org="RX1", key="k-1", lock_id=7)
+        assert locked
+        assert found == await repository.find_key(db, org="RX1", key="k-1")
+        assert found is not None and found.response == _key(referral, "").response
+        assert await repository.lock_and_find_key(db, org="RX1", key="none", lock_id=8) == (
+            True,
+            None,
+        )
+        # Held until this transaction ends: another one cannot take it.
+        other_db = await other.connection()
+        locked, _ = await repository.lock_and_find_key(other_db, org="RX1", key="k-1", lock_id=7)
+        assert not locked
+        await session.rollback()
+        await other.rollback()
+
+
+async def test_an_appended_event_is_stored_as_the_portable_statements_store_it(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions() as session:
+        db = await session.connection()
+        for write in (chain.write_event_postgres, chain.write_event):
+            head = await chain.take_head(db)
+            row: dict[str, Any] = {
+                "seq": head.next_seq,
+                "chain": head.chain,
+                "chain_seq": head.chain_seq + 1,
+                "occurred_at": NOW,
+                "actor_sub": "hv-system",
+                "actor_org": "RX1",
+                "action": "referral.created",
+                "resource_type": "referral",
+                "resource_id": "r-1",
+                "outcome": "success",
+                "request_id": "req-1",
+                "correlation_id": "their-id-1",
+                "details": {"reference": "R", "possible_duplicates": 0, "ü": [True, None]},
+                "prev_hash": head.hash,
+            }
+            row["hash"] = chain.event_hash(chain.event_document(row))
+            await write(db, row)
+        await session.commit()
+    async with sessions() as session:
+        db = await session.connection()
+        rows = (await db.execute(select(AUDIT_EVENTS).order_by(AUDIT_EVENTS.c.seq))).all()
+        assert len(rows) == 2
+        fast, portable = [await _as_text(db, AUDIT_EVENTS, "seq", r.seq) for r in rows]
+        positional = ("seq", "chain_seq", "prev_hash", "hash")
+        assert _without(fast, *positional) == _without(portable, *positional)
+        for stored in rows:
+            assert chain.event_hash(chain.event_document(dict(stored._mapping))) == stored.hash
+        heads = {h.chain: h for h in await chain.read_heads(db)}
+        assert heads[rows[1].chain].hash == rows[1].hash
+        assert heads[rows[1].chain].seq == rows[1].seq
+        result = await verification.verify(session)
+        assert result.to_dict()["valid"], result.to_dict()
+
+
+async def test_the_status_read_finds_the_record_without_its_payload_and_holds_a_head(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    referral = _referral()
+    async with sessions() as session:
+        db = await session.connection()
+        await repository.store_with_key_and_head(db, referral, None)
+        await session.commit()
+    async with sessions() as session, sessions() as other:
+        db = await session.connection()
+        assert await repository.find_status_and_take_head(db, str(uuid.uuid4())) == (None, None)
+        found, head = await repository.find_status_and_take_head(db, referral.id)
+        whole = await repository.find(db, referral.id)
+        assert whole is not None and found == with_changes(whole, payload={})
+        assert head is not None
+        busy = await (await other.connection()).execute(
+            text("SELECT chain FROM audit_chain_heads WHERE chain = :c FOR UPDATE SKIP LOCKED"),
+            {"c": head.chain},
+        )
+        assert busy.first() is None  # this transaction holds it
+        await session.rollback()
+        await other.rollback()
+
+
+async def test_possible_duplicates_match_the_portable_query_in_every_shape(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    earlier = NOW - timedelta(days=1)
+    stored = [
+        _referral(received_at=earlier),
+        _referral(),
+        _referral(org="RX2"),
+        _referral(match_nhs_number=None),
+        _referral(match_nhs_number=None, match_name_key="other"),
+        _referral(status="closed"),
+        _referral(match_nhs_number="1111111111"),
+    ]
+    async with sessions() as session:
+        db = await session.connection()
+        for referral in stored:
+            assert await repository.insert_referral(db, referral)
+        await session.commit()
+    statuses = tuple(sorted(str(s) for s in OPEN_STATUSES))
+    async with sessions() as session:
+        db = await session.connection()
+        for nhs in ("9434765919", None):
+            for name in ("name-key-1", None):
+                for org in ("RX1", None):
+                    asked: dict[str, Any] = {
+                        "nhs_number": nhs,
+                        "name_key": name,
+                        "referral_id": stored[0].id,
+                    }
+                    fast = await repository.possible_duplicates(
+                        db, **asked, open_statuses=frozenset(statuses), org=org, limit=3
+                    )
+                    if nhs is None and name is None:
+                        assert fast == []
+                        continue
+                    # The portable query, as SQLite runs it, on PostgreSQL.
+                    query = repository._duplicates_statement(
+                        by_nhs=nhs is not None,
+                        by_name=name is not None,
+                        with_org=org is not None,
+                        statuses=statuses,
+                        limit=3,
+                    )
+                    rows = (await db.execute(query, {**asked, "org": org})).all()
+                    assert [(d.id, d.received_at) for d in fast] == [
+                        (r.id, r.received_at) for r in rows
+                    ]
+                    assert fast, (nhs, name, org)
+        await session.rollback()

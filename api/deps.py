@@ -10,7 +10,6 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from starlette.exceptions import HTTPException
 
 from api.rate_limit import limit_organisation
 from eligibility import Ruleset
@@ -33,18 +32,6 @@ from service.core.settings import Settings
 from service.core.unit_of_work import UnitOfWork
 from service.notifications import outbox
 from service.notifications.safety import UrlPolicy
-
-
-# async: FastAPI runs a plain `def` dependency in a worker thread, a costly hop per request.
-async def _json_body_only(request: Request) -> None:
-    """415 unless the body is JSON: a form or text body is a client bug, not invalid content."""
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type != "application/json" and not media_type.endswith("+json"):
-        raise HTTPException(415, "Send the body as application/json.")
-
-
-# Listed first on every route that takes a body, so 415 comes before any other check.
-JSON_BODY_ONLY = [Depends(_json_body_only)]
 
 
 def utc_now() -> datetime:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
@@ -10,6 +11,7 @@ import traceback
 import uuid
 
 from fastapi import HTTPException
+from prometheus_client import Counter, Histogram
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -164,8 +166,9 @@ def _observe(scope: Scope, ids: dict[str, str], status: int, seconds: float) -> 
     route = scope.get("route")
     template = getattr(route, "path", None) or "unmatched"
     method = scope["method"]
-    metrics.REQUESTS.labels(template, method, str(status)).inc()
-    metrics.LATENCY.labels(template, method).observe(seconds)
+    count, latency = _series(template, method, status)
+    count.inc()
+    latency.observe(seconds)
     access.info(
         "request",
         extra={
@@ -176,6 +179,17 @@ def _observe(scope: Scope, ids: dict[str, str], status: int, seconds: float) -> 
             "status": status,
             "duration_ms": round(seconds * 1000, 2),
         },
+    )
+
+
+# labels() builds and locks its way to the child series on every call; the children never
+# change, so each (route, method, status) looks them up once. Bounded: a client's made-up
+# methods on unmatched paths must not grow it without end.
+@functools.lru_cache(maxsize=1024)
+def _series(template: str, method: str, status: int) -> tuple[Counter, Histogram]:
+    return (
+        metrics.REQUESTS.labels(template, method, str(status)),
+        metrics.LATENCY.labels(template, method),
     )
 
 

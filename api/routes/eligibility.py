@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import JSON_BODY_ONLY, CanSubmit, ClockDep, RulesetDep, SessionDep
+from api.deps import CanSubmit, ClockDep, RulesetDep, SessionDep
 from api.json_body import StrictJsonRoute
 from api.openapi_docs import REFERRAL_EXAMPLES, responses
 from api.schemas.common import EvaluationDate
@@ -22,7 +22,6 @@ router = APIRouter(prefix="/v1/eligibility", tags=["eligibility"], route_class=S
     "/check",
     operation_id="eligibility-check",
     summary="Check eligibility without submitting",
-    dependencies=JSON_BODY_ONLY,
     responses=responses(200, 400, 401, 403, 413, 415, 422, 503),
 )
 async def check_eligibility(

@@ -10,7 +10,6 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Header, Response
 
 from api.deps import (
-    JSON_BODY_ONLY,
     CanRead,
     CanSubmitOrTriage,
     CanTriage,
@@ -167,7 +166,6 @@ _ACTION_RESPONSES = responses(200, 400, 401, 403, 404, 409, 412, 413, 415, 422, 
     "/{referral_id}/triage",
     operation_id="referrals-triage",
     summary="Triage a referral",
-    dependencies=JSON_BODY_ONLY,
     responses=_ACTION_RESPONSES,
 )
 async def triage_referral(
@@ -210,7 +208,6 @@ async def triage_referral(
     "/{referral_id}/withdraw",
     operation_id="referrals-withdraw",
     summary="Withdraw a referral",
-    dependencies=JSON_BODY_ONLY,
     responses=_ACTION_RESPONSES,
 )
 async def withdraw_referral(
@@ -245,7 +242,6 @@ async def withdraw_referral(
     "/{referral_id}/close",
     operation_id="referrals-close",
     summary="Close a referral",
-    dependencies=JSON_BODY_ONLY,
     responses=_ACTION_RESPONSES,
 )
 async def close_referral(

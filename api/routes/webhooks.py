@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.deps import JSON_BODY_ONLY, CanManageWebhooks, ClockDep, ServicesDep, SessionDep
+from api.deps import CanManageWebhooks, ClockDep, ServicesDep, SessionDep
 from api.json_body import StrictJsonRoute
 from api.openapi_docs import responses
 from api.schemas.webhooks import (
@@ -106,7 +106,6 @@ async def _audit(
     operation_id="webhook-subscriptions-create",
     status_code=status.HTTP_201_CREATED,
     summary="Subscribe to events",
-    dependencies=JSON_BODY_ONLY,
     responses=responses(201, 400, 401, 403, 409, 413, 415, 422, 503),
 )
 async def create_subscription(

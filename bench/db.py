@@ -32,14 +32,17 @@ def pg_dsn() -> str:
     return dsn
 
 
-async def _pg_version(dsn: str) -> str | None:
+async def _pg_server(dsn: str) -> tuple[str, bool] | None:
+    """The server's version, and whether it offers TLS: asyncpg, psycopg and pgbench all
+    prefer TLS when it is offered (even on loopback), which costs CPU on both sides of every
+    round trip, so a run says which it measured."""
     try:
         conn = await asyncpg.connect(dsn, timeout=3)
     except (OSError, asyncpg.PostgresError, TimeoutError):
         return None
     try:
         version: str = await conn.fetchval("SHOW server_version")
-        return version
+        return version, await conn.fetchval("SHOW ssl") == "on"
     finally:
         await conn.close()
 
@@ -57,6 +60,7 @@ class Databases:
     naive_url: str  # sync, for the naive peer
     _names: list[str] = field(default_factory=list)
     _admin_dsn: str = ""
+    tls: bool | None = None  # PostgreSQL offers TLS, so every client here uses it
     _files: list[Path] = field(default_factory=list)
 
     @property
@@ -156,8 +160,9 @@ def choose(work_dir: Path, *, force_sqlite: bool = False) -> Databases:
     """PostgreSQL if it answers (and was not declined), else SQLite files in work_dir."""
     if not force_sqlite:
         dsn = pg_dsn()
-        version = asyncio.run(_pg_version(dsn))
-        if version is not None:
+        server = asyncio.run(_pg_server(dsn))
+        if server is not None:
+            version, tls = server
             stem = f"bench_{os.getpid()}_{secrets.token_hex(3)}"
             names = [f"{stem}_service", f"{stem}_naive", f"{stem}_dbceiling"]
             service = _with_database(dsn, names[0]).replace(
@@ -166,7 +171,7 @@ def choose(work_dir: Path, *, force_sqlite: bool = False) -> Databases:
             naive = _with_database(dsn, names[1]).replace(
                 "postgresql://", "postgresql+psycopg://", 1
             )
-            return Databases("postgresql", version, service, naive, names, dsn)
+            return Databases("postgresql", version, service, naive, names, dsn, tls=tls)
     files = [work_dir / "service.db", work_dir / "naive.db"]
     return Databases(
         "sqlite",

@@ -25,7 +25,9 @@ def table(results: dict[str, Any]) -> str:
     lines.append(
         f"\nReferral intake benchmark ({results['mode']}) — {m['nproc']} cores "
         f"({m['cpu_model']}), Python {m['python']}, {results['database']} "
-        f"{results['database_version']}, uvicorn × {results['workers']} workers"
+        f"{results['database_version']}"
+        f"{' (TLS on loopback)' if results.get('database_tls') else ''}, "
+        f"uvicorn × {results['workers']} workers"
     )
     header = (
         f"{'engine':<11} {'phase':<9} {'target/s':>9} {'ok/s':>9} {'p50 ms':>8} {'p99 ms':>8} "

@@ -575,6 +575,7 @@ def _results(
         "rss_mb_per_worker": rss,
         "database": databases.kind,
         "database_version": databases.version,
+        "database_tls": databases.tls,
         "consistent": bool(consistency.get("consistent")),
         "consistency": consistency,
         "naive_consistency": naive_extra,

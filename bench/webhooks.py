@@ -37,6 +37,7 @@ from service.core.unit_of_work import UnitOfWork
 from service.notifications import outbox, subscriptions
 from service.notifications.dispatcher import Dispatcher
 from service.notifications.safety import UrlPolicy
+from service.notifications.sealing import SecretBox
 from tests.webhooks import receiver
 
 TEAM = RequestContext(Caller("bench", "PIT01", frozenset()), request_id="bench")
@@ -98,6 +99,7 @@ async def run(count: int) -> dict[str, Any]:
                     description=None,
                     team=True,
                     policy=POLICY,
+                    box=SecretBox(()),
                     now=datetime.now(UTC),
                     max_per_org=10,
                 )

@@ -2,13 +2,15 @@
 
 The outbox is fanned out when it is written: one row per event and matching subscription, by
 one INSERT … SELECT in the transaction of the change (nothing is written when nothing
-matches). Dispatchers claim due rows with FOR UPDATE SKIP LOCKED on PostgreSQL and a lease,
+matches); on PostgreSQL that INSERT runs on asyncpg in the session's transaction, like intake's
+other statements (service/core/pg_raw.py). Dispatchers claim due rows with FOR UPDATE SKIP LOCKED on PostgreSQL and a lease,
 and a row waits while an earlier row of the same referral for the same subscription is
 pending or being delivered; a row that has failed for good no longer holds later ones back.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -38,6 +40,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from service.core import pg_raw
 from service.core.canonical import as_utc
 from service.core.events import ReferralEvent
 from service.models import WEBHOOK_DELIVERIES, WEBHOOK_SUBSCRIPTIONS
@@ -114,12 +117,40 @@ def _insert_events_statement(to_referrer: tuple[bool, ...]) -> Any:
     return insert(_D).from_select(list(_FANOUT_COLUMNS), source)
 
 
-def _fanout_values(n: int, event_id: str, event: ReferralEvent) -> dict[str, Any]:
+@lru_cache(maxsize=64)
+def _pg_insert_events_statement(to_referrer: tuple[bool, ...]) -> pg_raw.Statement:
+    """The same fan-out as `_insert_events_statement`, as text for asyncpg (PostgreSQL: the
+    outbox row is written on every intake and move, beside statements already on asyncpg).
+    Values are cast: PostgreSQL infers nothing from a column through a SELECT."""
+    selects = []
+    for n, flag in enumerate(to_referrer):
+        at = f":at_{n}::timestamptz"
+        routed = f"s.team OR s.org = :org_{n}::varchar" if flag else "s.team"
+        selects.append(
+            f"SELECT :event_id_{n}::varchar, :event_type_{n}::varchar, s.id, "
+            f":referral_id_{n}::varchar, :data_{n}::json, :rank_{n}::integer, {at}, "
+            f"CASE WHEN s.disabled_at IS NULL THEN '{PENDING}' ELSE '{FAILED}' END, 0, {at}, "
+            "CASE WHEN s.disabled_at IS NULL THEN NULL ELSE 'subscription_disabled' END, "
+            f"CASE WHEN s.disabled_at IS NULL THEN NULL ELSE {at} END "
+            "FROM webhook_subscriptions AS s "
+            f"WHERE s.events LIKE :pattern_{n}::varchar AND ({routed})"
+        )
+    return pg_raw.Statement.of(
+        f"INSERT INTO webhook_deliveries ({', '.join(_FANOUT_COLUMNS)}) "
+        + " UNION ALL ".join(selects)
+        + " RETURNING 1"
+    )
+
+
+def _fanout_values(
+    n: int, event_id: str, event: ReferralEvent, *, json_text: bool = False
+) -> dict[str, Any]:
     values = {
         f"event_id_{n}": event_id,
         f"event_type_{n}": event.type,
         f"referral_id_{n}": event.referral_id,
-        f"data_{n}": event.data,
+        # asyncpg takes JSON as text: what SQLAlchemy's JSON type would have sent.
+        f"data_{n}": json.dumps(event.data) if json_text else event.data,
         f"rank_{n}": 0 if event.urgent else 1,
         f"at_{n}": event.at,
         f"pattern_{n}": f"% {event.type} %",
@@ -132,6 +163,27 @@ def _fanout_values(n: int, event_id: str, event: ReferralEvent) -> dict[str, Any
 async def insert_events(db: AsyncConnection, events: Sequence[tuple[str, ReferralEvent]]) -> int:
     """Fan `events` (with their ids) out to the subscriptions that want them, in one statement.
     Rows are inserted in the order given, which is each referral's order of delivery."""
+    if db.dialect.name == "postgresql":
+        return await insert_events_postgres(db, events)
+    return await insert_events_core(db, events)
+
+
+async def insert_events_postgres(
+    db: AsyncConnection, events: Sequence[tuple[str, ReferralEvent]]
+) -> int:
+    """`insert_events` on asyncpg (PostgreSQL); how many deliveries it wrote."""
+    statement = _pg_insert_events_statement(tuple(event.to_referrer for _, event in events))
+    values: dict[str, Any] = {}
+    for n, (event_id, event) in enumerate(events):
+        values.update(_fanout_values(n, event_id, event, json_text=True))
+    return len(await pg_raw.fetch(db, statement, values))
+
+
+async def insert_events_core(
+    db: AsyncConnection, events: Sequence[tuple[str, ReferralEvent]]
+) -> int:
+    """`insert_events` with SQLAlchemy Core: SQLite's way (and, in the tests, the reference
+    that PostgreSQL's statement is compared with)."""
     statement = _insert_events_statement(tuple(event.to_referrer for _, event in events))
     values: dict[str, Any] = {}
     for n, (event_id, event) in enumerate(events):

@@ -3,9 +3,10 @@
 The outbox is fanned out when it is written: one row per event and matching subscription, by
 one INSERT … SELECT in the transaction of the change (nothing is written when nothing
 matches); on PostgreSQL that INSERT runs on asyncpg in the session's transaction, like intake's
-other statements (service/core/pg_raw.py). Dispatchers claim due rows with FOR UPDATE SKIP LOCKED on PostgreSQL and a lease,
-and a row waits while an earlier row of the same referral for the same subscription is
-pending or being delivered; a row that has failed for good no longer holds later ones back.
+other statements (service/core/pg_raw.py). Dispatchers claim due rows with FOR UPDATE SKIP
+LOCKED on PostgreSQL and a lease, and a row waits while an earlier row of the same referral for
+the same subscription is pending or being delivered; a row that has failed for good no longer
+holds later ones back.
 """
 
 from __future__ import annotations

@@ -81,6 +81,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         try:
             yield
         finally:
+            if services.intake_batches is not None:
+                await services.intake_batches.close()
             if webhooks is not None:
                 await webhooks.shut_down(dispatch_task)
             if anchor_task is not None:

@@ -33,6 +33,7 @@ from service.core.unit_of_work import UnitOfWork
 from service.notifications import outbox, sealing
 from service.notifications.safety import UrlPolicy
 from service.notifications.sealing import SecretBox
+from service.referrals.group_intake import IntakeBatches
 
 
 def utc_now() -> datetime:
@@ -54,6 +55,9 @@ class Services:
     units: UnitOfWork = field(init=False)
     # Seals webhook signing secrets before they are stored (REFERRAL_WEBHOOK_SECRET_KEYS).
     secret_box: SecretBox = field(init=False)
+    # Group commit of intakes (PostgreSQL, REFERRAL_INTAKE_BATCH_MAX > 1); None: one
+    # transaction per intake, in the request's own unit of work.
+    intake_batches: IntakeBatches | None = field(init=False)
 
     def __post_init__(self) -> None:
         # The clock is read through self, so a test that replaces it moves refusals' times too.
@@ -66,6 +70,11 @@ class Services:
         if self.url_policy is None:
             self.url_policy = UrlPolicy(allow_insecure=self.settings.webhook_allow_insecure)
         self.secret_box = sealing.from_settings(self.settings)
+        postgres = self.engine.dialect.name == "postgresql"
+        batch_max = self.settings.intake_batch_max
+        self.intake_batches = (
+            IntakeBatches(self.units, max_batch=batch_max) if postgres and batch_max > 1 else None
+        )
 
 
 def services_in(request: Request) -> Services:

@@ -10,14 +10,14 @@ import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from api.json_body import DuplicateKeysInBody
 from eligibility import UnknownCodeError
-from service.core.database import refusal_cause
+from service.core.database import database_unavailable, refusal_cause
 from service.core.errors import DomainError, FieldProblem, InvalidContent, Unavailable
 
 logger = logging.getLogger("api.problems")
@@ -243,28 +243,9 @@ async def _on_database_down(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-# SQLSTATE classes that mean "not now" rather than "wrong": connection exceptions (08),
-# transaction rollbacks such as deadlocks and serialisation failures (40), insufficient
-# resources such as too many connections (53), and operator intervention: shutting down,
-# starting up, query cancelled (57).
-_TRY_AGAIN_CLASSES = ("08", "40", "53", "57")
-
-
-def _try_again(error: BaseException | None) -> bool:
-    # A refused connection (wrong database name, role or password) will not pass by itself,
-    # but for the client it is the same: this service cannot serve now; it is 503 and logged.
-    sqlstate = getattr(error, "sqlstate", None) or ""
-    in_class = isinstance(sqlstate, str) and sqlstate[:2] in _TRY_AGAIN_CLASSES
-    return in_class or (error is not None and refusal_cause(error) is not None)
-
-
 async def _on_dbapi_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DBAPIError)
-    if (
-        exc.connection_invalidated
-        or isinstance(exc, OperationalError | InterfaceError)
-        or _try_again(exc.orig)
-    ):
+    if database_unavailable(exc):
         return await _on_database_down(request, exc)
     logger.error("database error", extra={"error": type(exc.orig).__name__})
     return internal_error(request)
@@ -273,7 +254,7 @@ async def _on_dbapi_error(request: Request, exc: Exception) -> JSONResponse:
 async def _on_driver_error(request: Request, exc: Exception) -> JSONResponse:
     # asyncpg raises some errors while connecting (server starting up or shutting down, too
     # many connections) without SQLAlchemy wrapping them.
-    if isinstance(exc, asyncpg.InterfaceError) or _try_again(exc):
+    if database_unavailable(exc):
         return await _on_database_down(request, exc)
     logger.error("database error", extra={"error": type(exc).__name__})
     return internal_error(request)

@@ -6,8 +6,11 @@ import ssl
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -81,6 +84,38 @@ def refusal_cause(error: BaseException) -> str | None:
         if isinstance(sqlstate, str) and sqlstate in _REFUSALS:
             return _REFUSALS[sqlstate]
     return None
+
+
+# SQLSTATE classes that mean "not now" rather than "wrong": connection exceptions (08),
+# transaction rollbacks such as deadlocks and serialisation failures (40), insufficient
+# resources such as too many connections (53), and operator intervention: shutting down,
+# starting up, query cancelled (57).
+_TRY_AGAIN_CLASSES = ("08", "40", "53", "57")
+
+
+def _try_again(error: BaseException | None) -> bool:
+    # A refused connection (wrong database name, role or password) will not pass by itself,
+    # but for the client it is the same: this service cannot serve now.
+    sqlstate = getattr(error, "sqlstate", None) or ""
+    in_class = isinstance(sqlstate, str) and sqlstate[:2] in _TRY_AGAIN_CLASSES
+    return in_class or (error is not None and refusal_cause(error) is not None)
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """Whether `error` means that the database cannot serve now (unreachable, out of
+    connections, shutting down, a transaction rolled back under contention, a commit whose
+    outcome is unknown) rather than that the request or the code is wrong: the API answers the
+    first 503 with Retry-After and the second 500."""
+    if isinstance(error, DBAPIError):
+        return (
+            error.connection_invalidated
+            or isinstance(error, OperationalError | InterfaceError)
+            or _try_again(error.orig)
+        )
+    # Raised unwrapped: the pool's wait, the socket, and asyncpg while it connects.
+    if isinstance(error, PoolTimeout | OSError | TimeoutError | asyncpg.InterfaceError):
+        return True
+    return _try_again(error)
 
 
 def _serialise_sqlite_writers(engine: AsyncEngine) -> None:

@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     # slow query must not hold a pooled connection and its locks for ever. 0 = no limit.
     # Only the API's engine sets it; CLI commands (migrate, audit verify) run unbounded.
     db_statement_timeout_ms: int = Field(default=15000, ge=0, le=3_600_000)
+    # PostgreSQL: concurrent intakes commit together, at most this many per transaction
+    # (service/referrals/group_intake.py); 1 = one transaction per intake. SQLite: ignored.
+    intake_batch_max: int = Field(default=32, ge=1, le=256)
 
     jwt_issuer: str = "https://dev.referrals.local"
     jwt_audience: str = "referral-api"

@@ -30,6 +30,7 @@ from service.referrals.statuses import INITIAL_STATUS
 from service.referrals.submission import Submission, check_submission
 
 _REFERENCE_DRAWS = 5
+CREATED_ACTION = "referral.created"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,33 @@ class Created:
     replayed: bool
     # Open referrals of the same infant that this caller may read (warn, never block).
     possible_duplicates: list[PossibleDuplicate] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeRequest:
+    """One request to create a referral, as the API hands it to intake."""
+
+    ctx: RequestContext
+    submission: Submission
+    ruleset: Ruleset
+    now: datetime
+    today: date
+    idempotency_key: str | None
+    idempotency_ttl: timedelta
+
+
+async def submit(session: AsyncSession, request: IntakeRequest) -> Created:
+    """`create_referral` for an `IntakeRequest`, in `session`'s transaction."""
+    return await create_referral(
+        session=session,
+        ctx=request.ctx,
+        submission=request.submission,
+        ruleset=request.ruleset,
+        now=request.now,
+        today=request.today,
+        idempotency_key=request.idempotency_key,
+        idempotency_ttl=request.idempotency_ttl,
+    )
 
 
 async def create_referral(
@@ -77,7 +105,7 @@ async def create_referral(
             await _audit_created(db, ctx, answered, now, replayed=True, duplicates=duplicates)
             return Created(answered, replayed=True, possible_duplicates=duplicates)
 
-    referral = _new_referral(ctx, submission, evaluate(submission.facts, ruleset, today), now)
+    referral = new_referral(ctx, submission, evaluate(submission.facts, ruleset, today), now)
     # Looked up before the insert: the audit head the insert takes stays locked until commit.
     duplicates = await possible_duplicates(
         db,
@@ -86,10 +114,7 @@ async def create_referral(
         nhs_number=referral.match_nhs_number,
         name_key=referral.match_name_key,
     )
-    first_response = {
-        **response_snapshot(referral),
-        "possible_duplicates": [d.to_dict() for d in duplicates],
-    }
+    first_response = answer_snapshot(referral, duplicates)
     if db.dialect.name == "postgresql":
         referral, head = await _store_postgres(db, referral, claim, now, first_response)
     else:
@@ -140,7 +165,17 @@ async def _store_separately(
     raise RuntimeError("could not draw a unique referral reference")
 
 
-def _new_referral(
+def answer_snapshot(
+    referral: ReferralRecord, duplicates: list[PossibleDuplicate]
+) -> dict[str, Any]:
+    """What the first answer showed, kept with the idempotency key for replays."""
+    return {
+        **response_snapshot(referral),
+        "possible_duplicates": [d.to_dict() for d in duplicates],
+    }
+
+
+def new_referral(
     ctx: RequestContext, submission: Submission, decision: Decision, now: datetime
 ) -> ReferralRecord:
     identity = decision.ruleset
@@ -173,6 +208,20 @@ def _new_referral(
     )
 
 
+def created_audit_details(
+    referral: ReferralRecord, duplicates: list[PossibleDuplicate]
+) -> dict[str, Any]:
+    """The details of a `referral.created` event: ids, codes and counts, nothing personal."""
+    return {
+        "reference": referral.reference,
+        "outcome": referral.outcome,
+        "priority": referral.priority,
+        "safeguarding_alert": referral.safeguarding_alert,
+        "ruleset_version": referral.ruleset_version,
+        "possible_duplicates": len(duplicates),
+    }
+
+
 async def _audit_created(
     db: AsyncConnection,
     ctx: RequestContext,
@@ -186,18 +235,11 @@ async def _audit_created(
     await chain.append(
         db,
         ctx,
-        action="referral.created",
+        action=CREATED_ACTION,
         resource_type="referral",
         resource_id=referral.id,
         outcome="replayed" if replayed else "success",
         now=now,
-        details={
-            "reference": referral.reference,
-            "outcome": referral.outcome,
-            "priority": referral.priority,
-            "safeguarding_alert": referral.safeguarding_alert,
-            "ruleset_version": referral.ruleset_version,
-            "possible_duplicates": len(duplicates),
-        },
+        details=created_audit_details(referral, duplicates),
         head=head,
     )

@@ -239,6 +239,10 @@ class PossibleDuplicate:
         }
 
     @classmethod
+    def of(cls, row: repository.DuplicateRow) -> PossibleDuplicate:
+        return cls(row.id, row.reference, row.status, row.received_at, row.match)
+
+    @classmethod
     def from_dict(cls, data: dict[str, str]) -> PossibleDuplicate:
         return cls(
             data["id"],
@@ -264,10 +268,19 @@ async def possible_duplicates(
         referral_id=referral_id,
         nhs_number=nhs_number,
         name_key=name_key,
-        open_statuses=frozenset(str(s) for s in OPEN_STATUSES),
-        org=None if ctx.caller.has(SCOPE_TRIAGE) else ctx.caller.org,
+        open_statuses=DUPLICATE_STATUSES,
+        org=duplicates_seen_by(ctx),
     )
-    return [PossibleDuplicate(r.id, r.reference, r.status, r.received_at, r.match) for r in found]
+    return [PossibleDuplicate.of(r) for r in found]
+
+
+DUPLICATE_STATUSES = frozenset(str(s) for s in OPEN_STATUSES)
+
+
+def duplicates_seen_by(ctx: RequestContext) -> str | None:
+    """Whose referrals a caller is shown as possible duplicates: the referrer its own
+    organisation's, the team (None) every organisation's."""
+    return None if ctx.caller.has(SCOPE_TRIAGE) else ctx.caller.org
 
 
 async def duplicates_of(

@@ -14,6 +14,11 @@ takes its audit head in one trip) are text run on asyncpg in the session's trans
 (service/core/pg_raw.py): through SQLAlchemy Core they cost as much CPU again as asyncpg itself.
 SQLite keeps the Core statements; tests/service/referrals/test_pg_hot_path.py runs both on
 PostgreSQL and checks that they store and read the very same rows.
+
+Under load PostgreSQL commits concurrent intakes together (group commit,
+service/referrals/group_intake.py): the batch statements at the end of this module do the same
+work for many intakes in one round trip each, one array per column, and the same test file
+checks them against one intake's statements.
 """
 
 from __future__ import annotations
@@ -616,15 +621,153 @@ async def possible_duplicates(
             by_nhs=by_nhs, by_name=by_name, with_org=with_org, statuses=statuses, limit=limit
         )
         rows = [r._mapping for r in await db.execute(query, values)]
-    return [
-        DuplicateRow(
-            row["id"],
-            row["reference"],
-            row["status"],
-            as_utc(row["received_at"]),
-            "nhs_number"
-            if nhs_number is not None and row["match_nhs_number"] == nhs_number
-            else "name_and_date",
-        )
-        for row in rows
-    ]
+    return [_duplicate(row, nhs_number) for row in rows]
+
+
+def _duplicate(row: Any, nhs_number: str | None) -> DuplicateRow:
+    """A possible duplicate, matched on the NHS number if it has the one asked about."""
+    by_nhs = nhs_number is not None and row["match_nhs_number"] == nhs_number
+    return DuplicateRow(
+        row["id"],
+        row["reference"],
+        row["status"],
+        as_utc(row["received_at"]),
+        "nhs_number" if by_nhs else "name_and_date",
+    )
+
+
+# --- Many intakes at once (group commit, PostgreSQL) ---------------------------------------
+# The same work as intake's statements above, for a whole batch in one round trip each: every
+# value arrives as one array per column (unnest), so one prepared statement serves any batch.
+
+_PG_LOCK_AND_FIND_KEYS = pg_raw.Statement.of(
+    "SELECT u.n, pg_try_advisory_xact_lock(u.lock_id) AS locked, k.request_sha256, "
+    "k.referral_id, k.created_at, k.response "
+    "FROM unnest(:n::integer[], :lock_id::bigint[], :org::varchar[], :key::varchar[]) "
+    "AS u(n, lock_id, org, key) "
+    "LEFT JOIN idempotency_keys AS k ON k.org = u.org AND k.key = u.key ORDER BY u.n"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyLookup:
+    org: str
+    key: str
+    lock_id: int
+
+
+async def lock_and_find_keys(
+    db: AsyncConnection, lookups: list[KeyLookup]
+) -> list[tuple[bool, FoundKey | None]]:
+    """PostgreSQL: `lock_and_find_key` for each of `lookups`, in one round trip, in order.
+    The caller must not pass one key twice: a transaction takes its own lock again."""
+    if not lookups:
+        return []
+    rows = await pg_raw.fetch(
+        db,
+        _PG_LOCK_AND_FIND_KEYS,
+        {
+            "n": list(range(len(lookups))),
+            "lock_id": [k.lock_id for k in lookups],
+            "org": [k.org for k in lookups],
+            "key": [k.key for k in lookups],
+        },
+    )
+    return [(bool(row["locked"]), _found(row)) for row in rows]
+
+
+@lru_cache(maxsize=8)
+def _pg_duplicates_many_statement(statuses: tuple[str, ...], limit: int) -> pg_raw.Statement:
+    """`_pg_duplicates_statement` for many referrals at once: its shapes folded into one with
+    NULL-able values (no NHS number: no match on it; no organisation: every organisation)."""
+    open_now = ", ".join(f":open_{i}" for i in range(len(statuses)))
+    return pg_raw.Statement.of(
+        "SELECT u.n, d.id, d.reference, d.status, d.received_at, d.match_nhs_number "
+        "FROM unnest(:n::integer[], :referral_id::varchar[], :nhs_number::varchar[], "
+        ":name_key::varchar[], :org::varchar[]) AS u(n, referral_id, nhs_number, name_key, org) "
+        "CROSS JOIN LATERAL (SELECT r.id, r.reference, r.status, r.received_at, "
+        "r.match_nhs_number FROM referrals AS r "
+        "WHERE (r.match_nhs_number = u.nhs_number OR (r.match_name_key = u.name_key "
+        "AND (u.nhs_number IS NULL OR r.match_nhs_number IS NULL))) "
+        f"AND r.id != u.referral_id AND r.status IN ({open_now}) "
+        "AND (u.org IS NULL OR r.org = u.org) "
+        f"ORDER BY r.received_at DESC, r.id DESC LIMIT {int(limit)}) AS d "
+        "ORDER BY u.n, d.received_at DESC, d.id DESC"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DuplicateLookup:
+    referral_id: str
+    nhs_number: str | None
+    name_key: str | None
+    org: str | None  # None: every organisation's
+
+
+async def possible_duplicates_many(
+    db: AsyncConnection,
+    lookups: list[DuplicateLookup],
+    *,
+    open_statuses: frozenset[str],
+    limit: int = 20,
+) -> list[list[DuplicateRow]]:
+    """PostgreSQL: `possible_duplicates` for each of `lookups`, in one round trip, in order."""
+    found: list[list[DuplicateRow]] = [[] for _ in lookups]
+    asked = [n for n, k in enumerate(lookups) if k.nhs_number or k.name_key]
+    if not asked:
+        return found
+    statuses = tuple(sorted(open_statuses))
+    values: dict[str, Any] = {
+        "n": asked,
+        "referral_id": [lookups[n].referral_id for n in asked],
+        "nhs_number": [lookups[n].nhs_number for n in asked],
+        "name_key": [lookups[n].name_key for n in asked],
+        "org": [lookups[n].org for n in asked],
+    }
+    values.update({f"open_{i}": status for i, status in enumerate(statuses)})
+    rows = await pg_raw.fetch(db, _pg_duplicates_many_statement(statuses, limit), values)
+    for row in rows:
+        found[row["n"]].append(_duplicate(row, lookups[row["n"]].nhs_number))
+    return found
+
+
+_KEY_COLUMNS = ("org", "key", "request_sha256", "referral_id", "created_at", "response")
+_MOVE_COLUMNS = ("referral_id", "version", "action", "from_status", "to_status", "at", "by_org")
+# Plain INSERTs, no ON CONFLICT: a reference drawn twice or a key that another instance has
+# committed since the lookup fails the whole statement, and the batch is then retried one
+# intake at a time (service/referrals/group_intake.py), where each case has its own answer.
+_PG_STORE_MANY = pg_raw.Statement.of(
+    f"WITH created AS (INSERT INTO referrals ({', '.join(COLUMNS)}) "
+    f"{pg_raw.unnest_rows(_REFERRALS, COLUMNS)}), "
+    f"keyed AS (INSERT INTO idempotency_keys ({', '.join(_KEY_COLUMNS)}) "
+    f"{pg_raw.unnest_rows(_KEYS, _KEY_COLUMNS, prefix='key_')}) "
+    f"INSERT INTO referral_moves ({', '.join(_MOVE_COLUMNS)}) "
+    f"{pg_raw.unnest_rows(_MOVES, _MOVE_COLUMNS, prefix='move_')}"
+)
+
+
+async def store_many(
+    db: AsyncConnection, records: list[ReferralRecord], keys: list[KeyRow]
+) -> None:
+    """PostgreSQL: insert the referrals, their first moves and `keys`, in one round trip; the
+    statement fails as a whole if any reference or key is taken (IntegrityError)."""
+    rows = [_pg_column_values(record) for record in records]
+    values: dict[str, Any] = {name: [row[name] for row in rows] for name in COLUMNS}
+    values.update(
+        {
+            "key_org": [k.org for k in keys],
+            "key_key": [k.key for k in keys],
+            "key_request_sha256": [k.request_sha256 for k in keys],
+            "key_referral_id": [k.referral_id for k in keys],
+            "key_created_at": [k.created_at for k in keys],
+            "key_response": [None if k.response is None else json.dumps(k.response) for k in keys],
+            "move_referral_id": [r.id for r in records],
+            "move_version": [r.version for r in records],
+            "move_action": ["intake"] * len(records),
+            "move_from_status": [None] * len(records),
+            "move_to_status": [r.status for r in records],
+            "move_at": [r.received_at for r in records],
+            "move_by_org": [r.org for r in records],
+        }
+    )
+    await pg_raw.fetch(db, _PG_STORE_MANY, values)

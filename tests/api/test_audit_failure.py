@@ -38,6 +38,21 @@ async def fails_after_writing(*args: Any, **kwargs: Any) -> str:
     raise database_error()
 
 
+ORIGINAL_APPEND_MANY = audit.append_many
+
+
+async def many_fail_after_writing(*args: Any, **kwargs: Any) -> list[str]:
+    """The same for a batch of intakes (group commit on PostgreSQL): all events, then out."""
+    await ORIGINAL_APPEND_MANY(*args, **kwargs)
+    raise database_error()
+
+
+# Intake appends one event at a time (`append`) or a batch's together (`append_many`).
+FOR_A_BATCH = {
+    fails_before_writing: fails_before_writing,
+    fails_after_writing: many_fail_after_writing,
+}
+
 FAILURES = pytest.mark.parametrize(
     "broken_append", [fails_before_writing, fails_after_writing], ids=["before", "after"]
 )
@@ -76,6 +91,7 @@ async def test_a_referral_is_not_stored_when_its_audit_event_cannot_be_written(
     before = await snapshot(app)
     headers = {**auth(), "Idempotency-Key": "audit-down-1"}
     monkeypatch.setattr(audit, "append", broken_append)
+    monkeypatch.setattr(audit, "append_many", FOR_A_BATCH[broken_append])
 
     response = await client.post("/v1/referrals", json=make_referral_body(), headers=headers)
     assert_unavailable(response, problem)

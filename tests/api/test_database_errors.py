@@ -7,8 +7,8 @@ import httpx
 import pytest
 from sqlalchemy.exc import DBAPIError
 
-from service.referrals import intake
 from tests.factories import make_referral_body
+from tests.intake_patch import replace_intake
 
 
 class _DriverError(Exception):
@@ -37,10 +37,10 @@ def _wrapped(sqlstate: str) -> DBAPIError:
 async def test_try_again_conditions_are_503(
     client: httpx.AsyncClient, auth, problem, monkeypatch: pytest.MonkeyPatch, error: Exception
 ) -> None:
-    async def fail(**_: object) -> None:
+    async def fail(_request: object) -> None:
         raise error
 
-    monkeypatch.setattr(intake, "create_referral", fail)
+    replace_intake(monkeypatch, fail)
     response = await client.post("/v1/referrals", json=make_referral_body(), headers=auth())
     problem(response, 503)
     assert int(response.headers["retry-after"]) > 0
@@ -57,10 +57,10 @@ async def test_try_again_conditions_are_503(
 async def test_a_real_database_fault_is_500(
     client: httpx.AsyncClient, auth, problem, monkeypatch: pytest.MonkeyPatch, error: Exception
 ) -> None:
-    async def fail(**_: object) -> None:
+    async def fail(_request: object) -> None:
         raise error
 
-    monkeypatch.setattr(intake, "create_referral", fail)
+    replace_intake(monkeypatch, fail)
     response = await client.post("/v1/referrals", json=make_referral_body(), headers=auth())
     problem(response, 500)
     assert "retry-after" not in response.headers

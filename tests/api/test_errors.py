@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from api.app import create_app
-from service.referrals import intake
 from tests.conftest import make_settings
 from tests.factories import make_referral_body
+from tests.intake_patch import replace_intake
 
 JSON = {"Content-Type": "application/json"}
 CHUNK = 64 * 1024
@@ -283,10 +283,10 @@ async def test_malformed_json_error_carries_no_personal_data(
 async def test_a_crash_is_a_bare_500_problem(
     client: httpx.AsyncClient, auth, problem, monkeypatch, caplog
 ) -> None:
-    async def crash(**_kwargs: Any) -> Any:
+    async def crash(_request: object) -> Any:
         raise RuntimeError(f"lookup failed for {NAME} {SURNAME} ({NHS})")
 
-    monkeypatch.setattr(intake, "create_referral", crash)
+    replace_intake(monkeypatch, crash)
     response = await client.post("/v1/referrals", json=make_referral_body(), headers=auth())
     problem(response, 500)
     for secret in (NAME, SURNAME, NHS, "RuntimeError", "lookup failed"):

@@ -18,8 +18,8 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.exc import DBAPIError
 
 from service.core.logs import JsonFormatter, current_request_id
-from service.referrals import intake
 from tests.factories import make_referral_body
+from tests.intake_patch import replace_intake
 
 
 class _DriverError(Exception):
@@ -48,11 +48,11 @@ def lines(stream: io.StringIO) -> list[dict[str, Any]]:
 async def test_a_crashing_request_logs_only_records_with_its_id(
     client: httpx.AsyncClient, auth, printed: io.StringIO, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def crash(**_: object) -> None:
+    async def crash(_request: object) -> None:
         logging.getLogger("service.referrals.intake").warning("about to fail")
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(intake, "create_referral", crash)
+    replace_intake(monkeypatch, crash)
     logging.getLogger("tests").info("before the request")
     response = await client.post("/v1/referrals", json=make_referral_body(), headers=auth())
     assert response.status_code == 500
@@ -73,10 +73,10 @@ async def test_a_crashing_request_logs_only_records_with_its_id(
 async def test_a_database_error_is_logged_with_the_request_id(
     client: httpx.AsyncClient, auth, printed: io.StringIO, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def fail(**_: object) -> None:
+    async def fail(_request: object) -> None:
         raise DBAPIError("INSERT INTO referrals ...", {}, _DriverError("driver text"))
 
-    monkeypatch.setattr(intake, "create_referral", fail)
+    replace_intake(monkeypatch, fail)
     response = await client.post(
         "/v1/referrals", json=make_referral_body(), headers={**auth(), "X-Request-ID": "req-db-1"}
     )
@@ -94,7 +94,7 @@ async def test_concurrent_requests_keep_their_own_ids(
 ) -> None:
     log = logging.getLogger("service.referrals.intake")
 
-    async def interleaved(**_: object) -> None:
+    async def interleaved(_request: object) -> None:
         # Every request logs, yields to the others, and logs again: a shared variable in place
         # of a context variable would label some of these lines with another request's id.
         log.info("start")
@@ -102,7 +102,7 @@ async def test_concurrent_requests_keep_their_own_ids(
         log.info("end")
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(intake, "create_referral", interleaved)
+    replace_intake(monkeypatch, interleaved)
     ids = [f"req-{n}" for n in range(5)]
     responses = await asyncio.gather(
         *(

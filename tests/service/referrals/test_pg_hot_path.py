@@ -4,13 +4,15 @@ byte in the JSON columns, and read back the same records, keys and duplicates.""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from service.audit import chain, verification
@@ -79,6 +81,15 @@ def _key(referral: ReferralRecord, key: str) -> repository.KeyRow:
     return repository.KeyRow("RX1", key, "d" * 64, referral.id, NOW, response)
 
 
+async def _store_keyed(
+    sessions: async_sessionmaker[AsyncSession], referral: ReferralRecord, key: str
+) -> None:
+    async with sessions() as session:
+        db = await session.connection()
+        await repository.store_with_key_and_head(db, referral, _key(referral, key))
+        await session.commit()
+
+
 async def _as_text(db: AsyncConnection, table: Any, where: str, value: Any) -> dict[str, Any]:
     """Every column as PostgreSQL prints it: JSON columns exactly as stored."""
     columns = ", ".join(f"{c.name}::text AS {c.name}" for c in table.columns)
@@ -130,10 +141,7 @@ async def test_a_taken_reference_or_key_stores_nothing_on_either_path(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     first = _referral()
-    async with sessions() as session:
-        db = await session.connection()
-        await repository.store_with_key_and_head(db, first, _key(first, "k-1"))
-        await session.commit()
+    await _store_keyed(sessions, first, "k-1")
     clash = _referral(reference=first.reference)
     async with sessions() as session:
         db = await session.connection()
@@ -159,10 +167,7 @@ async def test_the_key_lock_and_lookup_reads_what_the_portable_lookup_reads(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     referral = _referral()
-    async with sessions() as session:
-        db = await session.connection()
-        await repository.store_with_key_and_head(db, referral, _key(referral, "k-1"))
-        await session.commit()
+    await _store_keyed(sessions, referral, "k-1")
     async with sessions() as session, sessions() as other:
         db = await session.connection()
         locked, found = await repository.lock_and_find_key(db, org="RX1", key="k-1", lock_id=7)
@@ -247,9 +252,10 @@ async def test_the_status_read_finds_the_record_without_its_payload_and_holds_a_
         await other.rollback()
 
 
-async def test_possible_duplicates_match_the_portable_query_in_every_shape(
+async def _store_duplicate_candidates(
     sessions: async_sessionmaker[AsyncSession],
-) -> None:
+) -> list[ReferralRecord]:
+    """Referrals that match, or just fail to match, in every way a duplicate can."""
     earlier = NOW - timedelta(days=1)
     stored = [
         _referral(received_at=earlier),
@@ -265,6 +271,13 @@ async def test_possible_duplicates_match_the_portable_query_in_every_shape(
         for referral in stored:
             assert await repository.insert_referral(db, referral)
         await session.commit()
+    return stored
+
+
+async def test_possible_duplicates_match_the_portable_query_in_every_shape(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    stored = await _store_duplicate_candidates(sessions)
     statuses = tuple(sorted(str(s) for s in OPEN_STATUSES))
     async with sessions() as session:
         db = await session.connection()
@@ -296,3 +309,199 @@ async def test_possible_duplicates_match_the_portable_query_in_every_shape(
                     ]
                     assert fast, (nhs, name, org)
         await session.rollback()
+
+
+# --- Group commit: a batch's statements against one intake's -------------------------------
+
+
+async def test_a_batch_stores_the_same_rows_as_one_intake_at_a_time(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    batched, batched_unkeyed, single, single_unkeyed = (_referral() for _ in range(4))
+    async with sessions() as session:
+        db = await session.connection()
+        await repository.store_many(db, [batched, batched_unkeyed], [_key(batched, "k-batched")])
+        await repository.store_with_key_and_head(db, single, _key(single, "k-single"))
+        await repository.store_with_key_and_head(db, single_unkeyed, None)
+        await session.commit()
+
+    async with sessions() as session:
+        db = await session.connection()
+        for ours, theirs in ((batched, single), (batched_unkeyed, single_unkeyed)):
+            rows = [await _as_text(db, REFERRALS, "id", r.id) for r in (ours, theirs)]
+            assert _without(rows[0], "id", "reference") == _without(rows[1], "id", "reference")
+            moves = [
+                await _as_text(db, REFERRAL_MOVES, "referral_id", r.id) for r in (ours, theirs)
+            ]
+            assert _without(moves[0], "id", "referral_id") == _without(
+                moves[1], "id", "referral_id"
+            )
+            assert await repository.find(db, ours.id) == ours
+        keys = [
+            await _as_text(db, IDEMPOTENCY_KEYS, "referral_id", r.id) for r in (batched, single)
+        ]
+        ignored = ("key", "referral_id", "response")
+        assert _without(keys[0], *ignored) == _without(keys[1], *ignored)
+        assert keys[0]["response"].replace(batched.reference, "R") == keys[1]["response"].replace(
+            single.reference, "R"
+        )
+        found = await repository.find_key(db, org="RX1", key="k-batched")
+        assert found is not None and found.referral_id == batched.id
+        assert found.response == _key(batched, "").response
+        count = select(func.count()).select_from(IDEMPOTENCY_KEYS)
+        assert (await db.execute(count)).scalar_one() == 2
+
+
+@pytest.mark.parametrize("taken", ["reference", "key"])
+async def test_a_batch_with_a_taken_reference_or_key_stores_nothing(
+    sessions: async_sessionmaker[AsyncSession], taken: str
+) -> None:
+    first = _referral()
+    await _store_keyed(sessions, first, "k-1")
+    fine = _referral()
+    clash = _referral(reference=first.reference) if taken == "reference" else _referral()
+    keys = [_key(fine, "k-2"), _key(clash, "k-1" if taken == "key" else "k-3")]
+    async with sessions() as session:
+        db = await session.connection()
+        with pytest.raises(IntegrityError):
+            await repository.store_many(db, [fine, clash], keys)
+        await session.rollback()
+    async with sessions() as session:
+        ids = (await session.execute(select(REFERRALS.c.id))).scalars().all()
+        moves = (await session.execute(select(REFERRAL_MOVES.c.referral_id))).scalars().all()
+        stored_keys = (await session.execute(select(IDEMPOTENCY_KEYS.c.key))).scalars().all()
+        assert (ids, moves, stored_keys) == ([first.id], [first.id], ["k-1"])
+
+
+async def test_a_batch_locks_and_reads_keys_as_one_lookup_at_a_time_does(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    referral = _referral()
+    await _store_keyed(sessions, referral, "k-1")
+    lookups = [
+        repository.KeyLookup("RX1", "k-1", 7),
+        repository.KeyLookup("RX1", "new", 8),
+        repository.KeyLookup("RX2", "k-1", 9),  # another organisation's key of the same name
+    ]
+    async with sessions() as session:
+        db = await session.connection()
+        singles = [
+            await repository.lock_and_find_key(db, org=k.org, key=k.key, lock_id=k.lock_id)
+            for k in lookups
+        ]
+        await session.rollback()
+    async with sessions() as session, sessions() as other:
+        db = await session.connection()
+        batched = await repository.lock_and_find_keys(db, lookups)
+        assert batched == singles
+        assert [found is not None for _, found in batched] == [True, False, False]
+        # Every lock is this transaction's until it ends.
+        other_db = await other.connection()
+        held = await repository.lock_and_find_keys(
+            other_db, [*lookups, repository.KeyLookup("RX1", "free", 10)]
+        )
+        assert [locked for locked, _ in held] == [False, False, False, True]
+        await session.rollback()
+        await other.rollback()
+
+
+async def test_a_batch_finds_the_duplicates_each_lookup_finds_alone(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    stored = await _store_duplicate_candidates(sessions)
+    statuses = frozenset(str(s) for s in OPEN_STATUSES)
+    lookups = [
+        repository.DuplicateLookup(referral_id, nhs, name, org)
+        for referral_id in (stored[0].id, stored[3].id)
+        for nhs in ("9434765919", "1111111111", None)
+        for name in ("name-key-1", "other", None)
+        for org in ("RX1", "RX2", None)
+    ]
+    async with sessions() as session:
+        db = await session.connection()
+        batched = await repository.possible_duplicates_many(
+            db, lookups, open_statuses=statuses, limit=3
+        )
+        singles = [
+            await repository.possible_duplicates(
+                db,
+                referral_id=k.referral_id,
+                nhs_number=k.nhs_number,
+                name_key=k.name_key,
+                open_statuses=statuses,
+                org=k.org,
+                limit=3,
+            )
+            for k in lookups
+        ]
+        assert batched == singles
+        assert sum(1 for found in singles if found) > len(lookups) // 3  # the shapes matched
+        assert any(len(found) == 3 for found in singles)  # and the limit applied
+        await session.rollback()
+
+
+def _entry(n: int) -> chain.Entry:
+    ctx = RequestContext(Caller(f"sub-{n}", "RX1", frozenset()), f"req-{n}", None)
+    return chain.Entry(ctx, "referral.created", "referral", f"r-{n}", "success", NOW, {"n": n})
+
+
+async def test_events_appended_together_chain_as_if_each_were_appended_alone(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions() as session:
+        db = await session.connection()
+        hashes = await chain.append_many(db, [_entry(n) for n in range(3)])
+        e = _entry(3)
+        alone = await chain.append(
+            db,
+            e.ctx,
+            action=e.action,
+            resource_type=e.resource_type,
+            resource_id=e.resource_id,
+            outcome=e.outcome,
+            now=e.now,
+            details=e.details,
+        )
+        await session.commit()
+    async with sessions() as session:
+        db = await session.connection()
+        rows = (await db.execute(select(AUDIT_EVENTS).order_by(AUDIT_EVENTS.c.seq))).all()
+        assert [r.hash for r in rows] == [*hashes, alone]
+        together = [r for r in rows if r.hash in hashes]
+        # One chain, consecutive places, each linked to the one before.
+        assert len({r.chain for r in together}) == 1
+        assert [r.chain_seq for r in together] == list(
+            range(together[0].chain_seq, together[0].chain_seq + 3)
+        )
+        assert [r.prev_hash for r in together[1:]] == [r.hash for r in together[:-1]]
+        assert [r.resource_id for r in together] == ["r-0", "r-1", "r-2"]
+        for stored in rows:
+            assert chain.event_hash(chain.event_document(dict(stored._mapping))) == stored.hash
+        texts = [await _as_text(db, AUDIT_EVENTS, "seq", r.seq) for r in (together[0], rows[-1])]
+        different = ("seq", "chain", "chain_seq", "prev_hash", "hash", "actor_sub")
+        different += ("resource_id", "request_id", "details")
+        assert _without(texts[0], *different) == _without(texts[1], *different)
+        assert texts[0]["details"] == '{"n": 0}'
+        heads = {h.chain: h for h in await chain.read_heads(db)}
+        assert heads[together[-1].chain].hash in (together[-1].hash, alone)
+        result = await verification.verify(session)
+        assert result.to_dict()["valid"], result.to_dict()
+
+
+async def test_a_batch_waits_for_a_head_when_every_head_is_busy(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions() as holder, sessions() as session:
+        await holder.execute(text("SELECT chain FROM audit_chain_heads FOR UPDATE"))
+        db = await session.connection()
+        appending = asyncio.create_task(chain.append_many(db, [_entry(0), _entry(1)]))
+        await asyncio.sleep(0.3)
+        assert not appending.done()  # it waits rather than appending beside a held head
+        await holder.rollback()
+        hashes = await asyncio.wait_for(appending, timeout=30)
+        await session.commit()
+    async with sessions() as session:
+        result = await verification.verify(session)
+        assert result.to_dict()["valid"], result.to_dict()
+        stored = (await session.execute(select(AUDIT_EVENTS.c.hash))).scalars().all()
+        assert sorted(stored) == sorted(hashes)

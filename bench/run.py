@@ -350,6 +350,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         env = service_env(databases.service_url, keys)
         if args.db_pool:
             env["REFERRAL_DB_POOL_SIZE"] = str(args.db_pool)
+        if args.intake_batch:
+            env["REFERRAL_INTAKE_BATCH_MAX"] = str(args.intake_batch)
         with started_service(databases, env, work, tokens, bodies, nonce) as e2:
             engines["service"] = e2
             _closed(e2, plan, "warmup", plan.warmup_s)
@@ -611,6 +613,7 @@ def _results(
         "plan": plan.__dict__,
         "workers": WORKERS,
         "db_pool": args.db_pool,
+        "intake_batch": args.intake_batch,
         "bodies": args.bodies,
         "machine": machine(),
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -671,6 +674,13 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         metavar="N",
         help="E2's REFERRAL_DB_POOL_SIZE (per worker) instead of the production default",
+    )
+    parser.add_argument(
+        "--intake-batch",
+        type=int,
+        metavar="N",
+        help="E2's REFERRAL_INTAKE_BATCH_MAX instead of the default (1: no group commit, one "
+        "transaction per intake, as before issue 15's third pass)",
     )
     args = parser.parse_args(argv)
 

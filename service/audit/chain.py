@@ -201,30 +201,52 @@ async def write_event(db: AsyncConnection, row: dict[str, Any]) -> None:
 
 # --- Appending many events at once (group commit, PostgreSQL) --------------------------------
 
-# A free head and `n` sequence numbers in one round trip; the wait form when every head is busy.
-_HEAD_AND_SEQS = (
+# One head and `:events` sequence numbers: the subquery a batch's first statement embeds
+# (service/referrals/repository.py) to take a free head with its other reads...
+PG_FREE_HEAD_FOR_MANY_SQL = (
     "SELECT head.chain, head.chain_seq, head.hash, ARRAY(SELECT nextval("
-    "pg_get_serial_sequence('audit_events', 'seq')) FROM generate_series(1, :n::integer)) "
-    "AS seqs FROM ({}) AS head"
+    "pg_get_serial_sequence('audit_events', 'seq')) FROM generate_series(1, :events::integer)) "
+    "AS seqs FROM (SELECT chain, chain_seq, hash FROM audit_chain_heads "
+    "ORDER BY chain LIMIT 1 FOR UPDATE SKIP LOCKED) AS head"
 )
-_PG_TAKE_FREE_HEAD_AND_SEQS = pg_raw.Statement.of(
-    _HEAD_AND_SEQS.format(
-        "SELECT chain, chain_seq, hash FROM audit_chain_heads "
-        "ORDER BY chain LIMIT 1 FOR UPDATE SKIP LOCKED"
-    )
+# ...and, when every head was busy, waiting for one chosen at random, like take_head().
+_PG_WAIT_FOR_HEAD_FOR_MANY = pg_raw.Statement.of(
+    "SELECT chain, chain_seq, hash, ARRAY(SELECT nextval("
+    "pg_get_serial_sequence('audit_events', 'seq')) FROM generate_series(1, :events::integer)) "
+    "AS seqs FROM audit_chain_heads WHERE chain = :chain FOR UPDATE"
 )
-_PG_WAIT_FOR_HEAD_AND_SEQS = pg_raw.Statement.of(
-    _HEAD_AND_SEQS.format(
-        "SELECT chain, chain_seq, hash FROM audit_chain_heads WHERE chain = :chain FOR UPDATE"
-    )
+# The events, in chain order (one array per column), and their chain's head moved to the last:
+# the parts of the statement that stores a batch, which appends its events in the same trip.
+PG_APPEND_EVENTS_SQL = (
+    f"INSERT INTO audit_events ({', '.join(_EVENT_COLUMNS)}) "
+    f"{pg_raw.unnest_rows(_EVENTS, _EVENT_COLUMNS, prefix='event_')}"
 )
-# The events, in chain order, and the head moved to the last of them: one round trip.
-_PG_APPEND_MANY = pg_raw.Statement.of(
-    f"WITH appended AS (INSERT INTO audit_events ({', '.join(_EVENT_COLUMNS)}) "
-    f"{pg_raw.unnest_rows(_EVENTS, _EVENT_COLUMNS)}) "
+PG_MOVE_HEAD_SQL = (
     "UPDATE audit_chain_heads SET chain_seq = :head_chain_seq, seq = :head_seq, "
     "hash = :head_hash WHERE chain = :head_chain"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class HeadForMany:
+    """A chain's head, locked until the transaction ends, and sequence numbers for events."""
+
+    chain: int
+    chain_seq: int
+    hash: str
+    seqs: list[int]
+
+    @classmethod
+    def of(cls, row: Any) -> HeadForMany:
+        # Drawn in one statement, the numbers come back in no promised order.
+        seqs = sorted(int(s) for s in row["seqs"])
+        return cls(int(row["chain"]), int(row["chain_seq"]), str(row["hash"]), seqs)
+
+
+async def wait_for_head(db: AsyncConnection, events: int) -> HeadForMany:
+    """PostgreSQL: a head and `events` sequence numbers, waiting for a chain if need be."""
+    chosen = {"chain": random.randrange(AUDIT_CHAINS), "events": events}
+    return HeadForMany.of(await pg_raw.fetchrow(db, _PG_WAIT_FOR_HEAD_FOR_MANY, chosen))
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,25 +262,27 @@ class Entry:
     details: dict[str, Any]
 
 
-async def append_many(db: AsyncConnection, entries: list[Entry]) -> list[str]:
-    """PostgreSQL: append `entries`, in order, to one chain in the session's transaction, in two
-    round trips whatever their number (a head with as many sequence numbers; the events and the
-    head's move); returns their hashes. Each event chains to the one before it exactly as if
-    each had been appended alone, so verification cannot tell the difference. Call it last."""
-    if not entries:
-        return []
-    n = {"n": len(entries)}
-    taken = await pg_raw.fetchrow(db, _PG_TAKE_FREE_HEAD_AND_SEQS, n)
-    if taken is None:  # every chain busy: wait for one, like take_head()
-        chosen = {"chain": random.randrange(AUDIT_CHAINS), **n}
-        taken = await pg_raw.fetchrow(db, _PG_WAIT_FOR_HEAD_AND_SEQS, chosen)
-    chain, chain_seq, prev_hash = int(taken["chain"]), int(taken["chain_seq"]), str(taken["hash"])
+@dataclass(frozen=True, slots=True)
+class Chained:
+    """Events chained on a head, ready for PG_APPEND_EVENTS_SQL and PG_MOVE_HEAD_SQL."""
+
+    values: dict[str, Any]
+    hashes: list[str]
+    last_seq: int
+
+
+def chain_events(head: HeadForMany, entries: list[Entry]) -> Chained:
+    """Chain `entries`, in order, after `head`: each event links to the one before it exactly
+    as if each had been appended alone, so verification cannot tell the difference."""
+    if not entries or len(entries) > len(head.seqs):
+        raise ValueError("between one event and as many as the head has sequence numbers")
+    chain_seq, prev_hash = head.chain_seq, head.hash
     rows: list[dict[str, Any]] = []
-    for entry, seq in zip(entries, sorted(int(s) for s in taken["seqs"]), strict=True):
+    for entry, seq in zip(entries, head.seqs, strict=False):
         chain_seq += 1
         row: dict[str, Any] = {
             "seq": seq,
-            "chain": chain,
+            "chain": head.chain,
             "chain_seq": chain_seq,
             "occurred_at": entry.now,
             "actor_sub": entry.ctx.caller.sub,
@@ -274,18 +298,23 @@ async def append_many(db: AsyncConnection, entries: list[Entry]) -> list[str]:
         }
         row["hash"] = prev_hash = event_hash(event_document(row))
         rows.append(row)
-    columns: dict[str, Any] = {name: [row[name] for row in rows] for name in _EVENT_COLUMNS}
-    columns["details"] = [json.dumps(row["details"]) for row in rows]
-    last = rows[-1]
-    head = {
-        "head_chain": chain,
-        "head_chain_seq": last["chain_seq"],
-        "head_seq": last["seq"],
-        "head_hash": last["hash"],
+    values: dict[str, Any] = {
+        f"event_{name}": [row[name] for row in rows] for name in _EVENT_COLUMNS
     }
-    await pg_raw.fetch(db, _PG_APPEND_MANY, {**columns, **head})
-    metrics.observe_audit_seq(int(last["seq"]))
-    return [str(row["hash"]) for row in rows]
+    values["event_details"] = [json.dumps(row["details"]) for row in rows]
+    last = rows[-1]
+    values.update(
+        head_chain=head.chain,
+        head_chain_seq=last["chain_seq"],
+        head_seq=last["seq"],
+        head_hash=last["hash"],
+    )
+    return Chained(values, [str(row["hash"]) for row in rows], int(last["seq"]))
+
+
+def appended(events: Chained) -> None:
+    """Call once the statement that wrote `events` has run."""
+    metrics.observe_audit_seq(events.last_seq)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,18 +2,19 @@
 
 Why (issue #15): one transaction per intake took seven round trips (BEGIN, the key, the possible
 duplicates, the store, the audit event, the outbox, COMMIT) and a commit of its own; those
-round trips were a third of the workers' CPU and most of PostgreSQL's. Here a batch of intakes
-costs the same seven statements (eight with the audit head) whatever its size.
+round trips were a third of the workers' CPU and most of PostgreSQL's. A batch of intakes takes
+five whatever its size: BEGIN; one statement that reads (the keys' locks and lookups, the
+possible duplicates, an audit head); one that writes (referrals, keys, first moves, audit events
+and the head's move); the outbox; COMMIT.
 
 How: each request does its own CPU work in its own task (validation, the rules, the new
 referral) and joins the queue; a flush takes what is queued (at most `max_batch`) and runs it as
-one unit of work: the keys' locks and lookups, the possible duplicates, the referrals with their
-keys and first moves, their audit events chained one after another on one head, their outbox
-rows, then COMMIT. Each request is answered only after that commit: a 201 still means the
-referral, its key and its audit event are durable together, and a crash before the commit loses
-only requests that were never answered. There is no timer: while fewer than `flushes` batches
-are in the database a request's flush starts at once, so a lone request waits for nothing;
-under load requests queue while batches are in the database, and batches grow with the load.
+one unit of work, the audit events chained one after another on the head it took. Each request
+is answered only after that commit: a 201 still means the referral, its key and its audit event
+are durable together, and a crash before the commit loses only requests never answered. There
+is no timer: while fewer than `flushes` batches are in the database a request's flush starts at
+once, so a lone request waits for nothing; under load requests queue while batches are in the
+database, and batches grow with the load.
 
 What is not for a batch runs alone, as it always did (`intake.create_referral`, a unit of work
 of its own): a request whose key was seen before (a replay, a reuse, an expired key) after its
@@ -45,11 +46,7 @@ from service.core.canonical import canonical_json, sha256_hex
 from service.core.database import database_unavailable
 from service.core.unit_of_work import UnitOfWork
 from service.referrals import events, idempotency, intake, repository
-from service.referrals.queries import (
-    DUPLICATE_STATUSES,
-    PossibleDuplicate,
-    duplicates_seen_by,
-)
+from service.referrals.queries import DUPLICATE_STATUSES, PossibleDuplicate, duplicates_seen_by
 from service.referrals.record import ReferralRecord
 from service.referrals.submission import check_submission
 
@@ -149,9 +146,13 @@ class IntakeBatches:
         try:
             async with self.units.begin() as session:
                 db = await session.connection()
-                stored, alone_after = await _claim_keys(db, batch)
+                claimed = await repository.claim_many(
+                    db, [_lookup(i) for i in batch], open_statuses=DUPLICATE_STATUSES
+                )
+                stored, alone_after = _sort(batch, claimed.intakes)
                 if stored:
-                    await _store(db, stored)
+                    head = claimed.head or await chain.wait_for_head(db, len(batch))
+                    await _store(db, stored, head)
                     made = [e for i in stored for e in events.created(i.referral, i.request.now)]
                     await domain_events.publish(session, made)
         except Exception as error:
@@ -186,46 +187,41 @@ class IntakeBatches:
                 _answer(item, created)
 
 
-async def _claim_keys(
-    db: AsyncConnection, batch: list[_Intake]
+def _lookup(item: _Intake) -> repository.IntakeLookup:
+    key = item.key
+    return repository.IntakeLookup(
+        org=item.org,
+        key=None if key is None else key[1],
+        lock_id=None if key is None else idempotency.lock_id(*key),
+        referral_id=item.referral.id,
+        nhs_number=item.referral.match_nhs_number,
+        name_key=item.referral.match_name_key,
+        duplicates_of=duplicates_seen_by(item.request.ctx),
+    )
+
+
+def _sort(
+    batch: list[_Intake], claims: list[repository.IntakeClaim]
 ) -> tuple[list[_Intake], list[_Intake]]:
-    """Lock and look up the batch's keys: (the intakes to store now, those to run alone after
-    the batch). An intake whose key is held elsewhere is answered 409 here and now."""
-    keyed = [(i, i.key) for i in batch if i.key is not None]
-    claims = await repository.lock_and_find_keys(
-        db,
-        [repository.KeyLookup(org, key, idempotency.lock_id(org, key)) for _, (org, key) in keyed],
-    )
+    """(The intakes to store now, those to run alone after the batch.) An intake whose key is
+    held elsewhere is answered 409 here and now."""
+    now: list[_Intake] = []
     alone_after: list[_Intake] = []
-    refused: set[int] = set()
-    for (item, _), (locked, found) in zip(keyed, claims, strict=True):
-        if not locked:
+    for item, claim in zip(batch, claims, strict=True):
+        if not claim.locked:
             _fail([item], idempotency.in_flight())
-            refused.add(id(item))
-        elif found is not None:
+        elif claim.found is not None:
             alone_after.append(item)  # a replay, a reuse or an expired key: intake's own rules
-            refused.add(id(item))
-    return [i for i in batch if id(i) not in refused], alone_after
+        else:
+            item.duplicates = [PossibleDuplicate.of(r) for r in claim.duplicates]
+            now.append(item)
+    return now, alone_after
 
 
-async def _store(db: AsyncConnection, batch: list[_Intake]) -> None:
+async def _store(db: AsyncConnection, batch: list[_Intake], head: chain.HeadForMany) -> None:
     """The batch's referrals, keys, first moves and audit events (one chain, in batch order)."""
-    found = await repository.possible_duplicates_many(
-        db,
-        [
-            repository.DuplicateLookup(
-                i.referral.id,
-                i.referral.match_nhs_number,
-                i.referral.match_name_key,
-                duplicates_seen_by(i.request.ctx),
-            )
-            for i in batch
-        ],
-        open_statuses=DUPLICATE_STATUSES,
-    )
     keys: list[repository.KeyRow] = []
-    for item, rows in zip(batch, found, strict=True):
-        item.duplicates = [PossibleDuplicate.of(r) for r in rows]
+    for item in batch:
         if item.key is not None:
             org, key = item.key
             answer = intake.answer_snapshot(item.referral, item.duplicates)
@@ -239,21 +235,20 @@ async def _store(db: AsyncConnection, batch: list[_Intake]) -> None:
                     {**answer, "reference": item.referral.reference},
                 )
             )
-    await repository.store_many(db, [i.referral for i in batch], keys)
-    await chain.append_many(
-        db,
-        [
-            chain.Entry(
-                ctx=i.request.ctx,
-                action=intake.CREATED_ACTION,
-                resource_type="referral",
-                resource_id=i.referral.id,
-                outcome="success",
-                now=i.request.now,
-                details=intake.created_audit_details(i.referral, i.duplicates),
-            )
-            for i in batch
-        ],
+    entries = [
+        chain.Entry(
+            ctx=i.request.ctx,
+            action=intake.CREATED_ACTION,
+            resource_type="referral",
+            resource_id=i.referral.id,
+            outcome="success",
+            now=i.request.now,
+            details=intake.created_audit_details(i.referral, i.duplicates),
+        )
+        for i in batch
+    ]
+    await repository.store_many(
+        db, [i.referral for i in batch], keys, chain.chain_events(head, entries)
     )
 
 

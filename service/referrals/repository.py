@@ -624,111 +624,119 @@ async def possible_duplicates(
     return [_duplicate(row, nhs_number) for row in rows]
 
 
-def _duplicate(row: Any, nhs_number: str | None) -> DuplicateRow:
+def _duplicate(row: Any, nhs_number: str | None, *, prefix: str = "") -> DuplicateRow:
     """A possible duplicate, matched on the NHS number if it has the one asked about."""
-    by_nhs = nhs_number is not None and row["match_nhs_number"] == nhs_number
+    by_nhs = nhs_number is not None and row[f"{prefix}match_nhs_number"] == nhs_number
     return DuplicateRow(
-        row["id"],
-        row["reference"],
-        row["status"],
-        as_utc(row["received_at"]),
+        row[f"{prefix}id"],
+        row[f"{prefix}reference"],
+        row[f"{prefix}status"],
+        as_utc(row[f"{prefix}received_at"]),
         "nhs_number" if by_nhs else "name_and_date",
     )
 
 
 # --- Many intakes at once (group commit, PostgreSQL) ---------------------------------------
-# The same work as intake's statements above, for a whole batch in one round trip each: every
-# value arrives as one array per column (unnest), so one prepared statement serves any batch.
-
-_PG_LOCK_AND_FIND_KEYS = pg_raw.Statement.of(
-    "SELECT u.n, pg_try_advisory_xact_lock(u.lock_id) AS locked, k.request_sha256, "
-    "k.referral_id, k.created_at, k.response "
-    "FROM unnest(:n::integer[], :lock_id::bigint[], :org::varchar[], :key::varchar[]) "
-    "AS u(n, lock_id, org, key) "
-    "LEFT JOIN idempotency_keys AS k ON k.org = u.org AND k.key = u.key ORDER BY u.n"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class KeyLookup:
-    org: str
-    key: str
-    lock_id: int
-
-
-async def lock_and_find_keys(
-    db: AsyncConnection, lookups: list[KeyLookup]
-) -> list[tuple[bool, FoundKey | None]]:
-    """PostgreSQL: `lock_and_find_key` for each of `lookups`, in one round trip, in order.
-    The caller must not pass one key twice: a transaction takes its own lock again."""
-    if not lookups:
-        return []
-    rows = await pg_raw.fetch(
-        db,
-        _PG_LOCK_AND_FIND_KEYS,
-        {
-            "n": list(range(len(lookups))),
-            "lock_id": [k.lock_id for k in lookups],
-            "org": [k.org for k in lookups],
-            "key": [k.key for k in lookups],
-        },
-    )
-    return [(bool(row["locked"]), _found(row)) for row in rows]
+# The same work as intake's statements above, for a whole batch in two round trips: one that
+# reads (the keys' locks and lookups, the possible duplicates, an audit head), one that writes
+# (referrals, keys, first moves, audit events, the head's move). Every value arrives as one array
+# per column (unnest), so one prepared statement serves a batch of any size.
 
 
 @lru_cache(maxsize=8)
-def _pg_duplicates_many_statement(statuses: tuple[str, ...], limit: int) -> pg_raw.Statement:
-    """`_pg_duplicates_statement` for many referrals at once: its shapes folded into one with
-    NULL-able values (no NHS number: no match on it; no organisation: every organisation)."""
+def _pg_claim_many_statement(statuses: tuple[str, ...], limit: int) -> pg_raw.Statement:
+    """One row per possible duplicate of each intake (one with NULL `dup_id` if it has none),
+    with its key's lock and lookup and, on every row, the audit head the batch takes.
+
+    The shapes of `_pg_duplicates_statement` fold into one with NULL-able values: no key, no lock
+    (and no lookup); no NHS number, no match on it; no `dup_org`, every organisation's."""
     open_now = ", ".join(f":open_{i}" for i in range(len(statuses)))
     return pg_raw.Statement.of(
-        "SELECT u.n, d.id, d.reference, d.status, d.received_at, d.match_nhs_number "
-        "FROM unnest(:n::integer[], :referral_id::varchar[], :nhs_number::varchar[], "
-        ":name_key::varchar[], :org::varchar[]) AS u(n, referral_id, nhs_number, name_key, org) "
-        "CROSS JOIN LATERAL (SELECT r.id, r.reference, r.status, r.received_at, "
+        # MATERIALIZED: each lock is tried once per intake, not once per row of the join.
+        "WITH asked AS MATERIALIZED (SELECT u.*, CASE WHEN u.key IS NULL THEN true "
+        "ELSE pg_try_advisory_xact_lock(u.lock_id) END AS locked "
+        "FROM unnest(:n::integer[], :org::varchar[], :key::varchar[], :lock_id::bigint[], "
+        ":referral_id::varchar[], :nhs_number::varchar[], :name_key::varchar[], "
+        ":dup_org::varchar[]) "
+        "AS u(n, org, key, lock_id, referral_id, nhs_number, name_key, dup_org)), "
+        f"head AS MATERIALIZED ({chain.PG_FREE_HEAD_FOR_MANY_SQL}) "
+        "SELECT a.n, a.locked, k.request_sha256, k.referral_id, k.created_at, k.response, "
+        "d.id AS dup_id, d.reference AS dup_reference, d.status AS dup_status, "
+        "d.received_at AS dup_received_at, d.match_nhs_number AS dup_match_nhs_number, "
+        "head.chain, head.chain_seq, head.hash, head.seqs "
+        "FROM asked AS a "
+        "LEFT JOIN idempotency_keys AS k ON k.org = a.org AND k.key = a.key "
+        "LEFT JOIN LATERAL (SELECT r.id, r.reference, r.status, r.received_at, "
         "r.match_nhs_number FROM referrals AS r "
-        "WHERE (r.match_nhs_number = u.nhs_number OR (r.match_name_key = u.name_key "
-        "AND (u.nhs_number IS NULL OR r.match_nhs_number IS NULL))) "
-        f"AND r.id != u.referral_id AND r.status IN ({open_now}) "
-        "AND (u.org IS NULL OR r.org = u.org) "
-        f"ORDER BY r.received_at DESC, r.id DESC LIMIT {int(limit)}) AS d "
-        "ORDER BY u.n, d.received_at DESC, d.id DESC"
+        "WHERE (r.match_nhs_number = a.nhs_number OR (r.match_name_key = a.name_key "
+        "AND (a.nhs_number IS NULL OR r.match_nhs_number IS NULL))) "
+        f"AND r.id != a.referral_id AND r.status IN ({open_now}) "
+        "AND (a.dup_org IS NULL OR r.org = a.dup_org) "
+        f"ORDER BY r.received_at DESC, r.id DESC LIMIT {int(limit)}) AS d ON true "
+        "LEFT JOIN head ON true "
+        "ORDER BY a.n, d.received_at DESC, d.id DESC"
     )
 
 
 @dataclass(frozen=True, slots=True)
-class DuplicateLookup:
+class IntakeLookup:
+    """What one intake of a batch looks up: its key (if any) and its possible duplicates."""
+
+    org: str
+    key: str | None
+    lock_id: int | None
     referral_id: str
     nhs_number: str | None
     name_key: str | None
-    org: str | None  # None: every organisation's
+    duplicates_of: str | None  # whose referrals: an organisation, or None for every one
 
 
-async def possible_duplicates_many(
+@dataclass(frozen=True, slots=True)
+class IntakeClaim:
+    locked: bool  # the key's lock (True without a key)
+    found: FoundKey | None
+    duplicates: list[DuplicateRow]
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    intakes: list[IntakeClaim]  # in the order of the lookups
+    head: chain.HeadForMany | None  # None: every audit head was busy (see chain.wait_for_head)
+
+
+async def claim_many(
     db: AsyncConnection,
-    lookups: list[DuplicateLookup],
+    lookups: list[IntakeLookup],
     *,
     open_statuses: frozenset[str],
     limit: int = 20,
-) -> list[list[DuplicateRow]]:
-    """PostgreSQL: `possible_duplicates` for each of `lookups`, in one round trip, in order."""
-    found: list[list[DuplicateRow]] = [[] for _ in lookups]
-    asked = [n for n, k in enumerate(lookups) if k.nhs_number or k.name_key]
-    if not asked:
-        return found
+) -> Claimed:
+    """PostgreSQL, in one round trip: for each of `lookups`, what `lock_and_find_key` and
+    `possible_duplicates` give, and a free audit head with a sequence number for each lookup.
+    The caller must not pass one key twice: a transaction takes its own lock again."""
     statuses = tuple(sorted(open_statuses))
     values: dict[str, Any] = {
-        "n": asked,
-        "referral_id": [lookups[n].referral_id for n in asked],
-        "nhs_number": [lookups[n].nhs_number for n in asked],
-        "name_key": [lookups[n].name_key for n in asked],
-        "org": [lookups[n].org for n in asked],
+        "n": list(range(len(lookups))),
+        "org": [k.org for k in lookups],
+        "key": [k.key for k in lookups],
+        "lock_id": [k.lock_id for k in lookups],
+        "referral_id": [k.referral_id for k in lookups],
+        "nhs_number": [k.nhs_number for k in lookups],
+        "name_key": [k.name_key for k in lookups],
+        "dup_org": [k.duplicates_of for k in lookups],
+        "events": len(lookups),
     }
     values.update({f"open_{i}": status for i, status in enumerate(statuses)})
-    rows = await pg_raw.fetch(db, _pg_duplicates_many_statement(statuses, limit), values)
+    rows = await pg_raw.fetch(db, _pg_claim_many_statement(statuses, limit), values)
+    claims: list[IntakeClaim] = []
     for row in rows:
-        found[row["n"]].append(_duplicate(row, lookups[row["n"]].nhs_number))
-    return found
+        n = row["n"]
+        if n == len(claims):  # an intake's first row carries its key
+            claims.append(IntakeClaim(bool(row["locked"]), _found(row), []))
+        if row["dup_id"] is not None:
+            claims[n].duplicates.append(_duplicate(row, lookups[n].nhs_number, prefix="dup_"))
+    head = chain.HeadForMany.of(rows[0]) if rows and rows[0]["chain"] is not None else None
+    return Claimed(claims, head)
 
 
 _KEY_COLUMNS = ("org", "key", "request_sha256", "referral_id", "created_at", "response")
@@ -736,21 +744,26 @@ _MOVE_COLUMNS = ("referral_id", "version", "action", "from_status", "to_status",
 # Plain INSERTs, no ON CONFLICT: a reference drawn twice or a key that another instance has
 # committed since the lookup fails the whole statement, and the batch is then retried one
 # intake at a time (service/referrals/group_intake.py), where each case has its own answer.
+# The audit events go in the same statement, with their head's move (PostgreSQL runs each
+# data-modifying CTE exactly once, whether or not the outer statement reads it).
 _PG_STORE_MANY = pg_raw.Statement.of(
     f"WITH created AS (INSERT INTO referrals ({', '.join(COLUMNS)}) "
     f"{pg_raw.unnest_rows(_REFERRALS, COLUMNS)}), "
     f"keyed AS (INSERT INTO idempotency_keys ({', '.join(_KEY_COLUMNS)}) "
-    f"{pg_raw.unnest_rows(_KEYS, _KEY_COLUMNS, prefix='key_')}) "
-    f"INSERT INTO referral_moves ({', '.join(_MOVE_COLUMNS)}) "
-    f"{pg_raw.unnest_rows(_MOVES, _MOVE_COLUMNS, prefix='move_')}"
+    f"{pg_raw.unnest_rows(_KEYS, _KEY_COLUMNS, prefix='key_')}), "
+    f"moved AS (INSERT INTO referral_moves ({', '.join(_MOVE_COLUMNS)}) "
+    f"{pg_raw.unnest_rows(_MOVES, _MOVE_COLUMNS, prefix='move_')}), "
+    f"appended AS ({chain.PG_APPEND_EVENTS_SQL}) "
+    f"{chain.PG_MOVE_HEAD_SQL}"
 )
 
 
 async def store_many(
-    db: AsyncConnection, records: list[ReferralRecord], keys: list[KeyRow]
+    db: AsyncConnection, records: list[ReferralRecord], keys: list[KeyRow], events: chain.Chained
 ) -> None:
-    """PostgreSQL: insert the referrals, their first moves and `keys`, in one round trip; the
-    statement fails as a whole if any reference or key is taken (IntegrityError)."""
+    """PostgreSQL: insert the referrals, their first moves, `keys` and the audit `events` (from
+    `chain.chain_events`, on the head this transaction holds), in one round trip; the statement
+    fails as a whole if any reference or key is taken (IntegrityError)."""
     rows = [_pg_column_values(record) for record in records]
     values: dict[str, Any] = {name: [row[name] for row in rows] for name in COLUMNS}
     values.update(
@@ -768,6 +781,8 @@ async def store_many(
             "move_to_status": [r.status for r in records],
             "move_at": [r.received_at for r in records],
             "move_by_org": [r.org for r in records],
+            **events.values,
         }
     )
     await pg_raw.fetch(db, _PG_STORE_MANY, values)
+    chain.appended(events)

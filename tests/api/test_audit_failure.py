@@ -14,6 +14,7 @@ from sqlalchemy.exc import OperationalError
 
 from service.audit import chain as audit
 from service.models import AUDIT_CHAIN_HEADS, AUDIT_EVENTS, IDEMPOTENCY_KEYS, REFERRALS
+from service.referrals import repository
 from tests.conftest import ALL_SCOPES
 from tests.factories import make_referral_body
 
@@ -38,20 +39,27 @@ async def fails_after_writing(*args: Any, **kwargs: Any) -> str:
     raise database_error()
 
 
-ORIGINAL_APPEND_MANY = audit.append_many
+ORIGINAL_STORE_MANY = repository.store_many
 
 
-async def many_fail_after_writing(*args: Any, **kwargs: Any) -> list[str]:
-    """The same for a batch of intakes (group commit on PostgreSQL): all events, then out."""
-    await ORIGINAL_APPEND_MANY(*args, **kwargs)
+def chaining_fails(*_args: Any, **_kwargs: Any) -> None:
     raise database_error()
 
 
-# Intake appends one event at a time (`append`) or a batch's together (`append_many`).
-FOR_A_BATCH = {
-    fails_before_writing: fails_before_writing,
-    fails_after_writing: many_fail_after_writing,
-}
+async def store_many_then_fail(*args: Any, **kwargs: Any) -> None:
+    """The same for a batch of intakes (group commit on PostgreSQL): the referrals, events and
+    head move are in the transaction; then the database gives out."""
+    await ORIGINAL_STORE_MANY(*args, **kwargs)
+    raise database_error()
+
+
+def break_batched_audit(monkeypatch: pytest.MonkeyPatch, broken_append: Any) -> None:
+    """On PostgreSQL intake appends a batch's events in the statement that stores the batch."""
+    if broken_append is fails_before_writing:
+        monkeypatch.setattr(audit, "chain_events", chaining_fails)
+    else:
+        monkeypatch.setattr(repository, "store_many", store_many_then_fail)
+
 
 FAILURES = pytest.mark.parametrize(
     "broken_append", [fails_before_writing, fails_after_writing], ids=["before", "after"]
@@ -91,7 +99,7 @@ async def test_a_referral_is_not_stored_when_its_audit_event_cannot_be_written(
     before = await snapshot(app)
     headers = {**auth(), "Idempotency-Key": "audit-down-1"}
     monkeypatch.setattr(audit, "append", broken_append)
-    monkeypatch.setattr(audit, "append_many", FOR_A_BATCH[broken_append])
+    break_batched_audit(monkeypatch, broken_append)
 
     response = await client.post("/v1/referrals", json=make_referral_body(), headers=headers)
     assert_unavailable(response, problem)

@@ -226,11 +226,14 @@ async def test_a_failing_batch_runs_each_intake_alone_and_logs_no_values(
     caplog: pytest.LogCaptureFixture,
     error: Exception,
 ) -> None:
-    async def broken(*_args: object) -> None:
+    store_many = repository.store_many
+
+    async def broken(*args: Any) -> None:
+        await store_many(*args)
         raise error
 
-    # Fails after the referrals were inserted in the batch's transaction: they must roll back.
-    monkeypatch.setattr("service.audit.chain.append_many", broken)
+    # Fails after the batch was written in its transaction: all of it must roll back.
+    monkeypatch.setattr(repository, "store_many", broken)
     with caplog.at_level(logging.ERROR):
         responses = await _post_all(client, [(make_referral_body(), auth()) for _ in range(3)])
     assert [r.status_code for r in responses] == [201] * 3, [r.text for r in responses]

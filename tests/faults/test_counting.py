@@ -11,8 +11,7 @@ import httpx
 import pytest
 
 from bench import payload
-from service.audit import chain
-from service.referrals import intake
+from service.referrals import intake, repository
 from tests.factories import make_referral_body
 from tests.faults.harness import Caller, Ledger, count_stored
 
@@ -58,7 +57,14 @@ async def test_a_referral_stored_without_its_creation_event_is_reported(
         return None
 
     monkeypatch.setattr(intake, "_audit_created", no_event)  # one transaction per intake
-    monkeypatch.setattr(chain, "append_many", no_event)  # group commit (PostgreSQL)
+
+    async def store_without_events(db: Any, records: Any, keys: Any, _events: Any) -> None:
+        for record in records:  # group commit (PostgreSQL): the batch's rows but no events
+            await repository.insert_referral(db, record)
+        for key in keys:
+            await repository.insert_key(db, key)
+
+    monkeypatch.setattr(repository, "store_many", store_without_events)
     headers = {**auth(org="RX1"), "Idempotency-Key": "key-1"}
     response = await client.post("/v1/referrals", json=make_referral_body(), headers=headers)
     assert response.status_code == 201, response.text

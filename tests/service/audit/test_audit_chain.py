@@ -21,6 +21,7 @@ from sqlalchemy.sql import Executable
 from api.app import create_app
 from service.audit import chain as audit
 from service.audit import verification
+from service.core.context import Caller, RequestContext
 from service.core.database import create_engine, make_sessionmaker
 from service.core.settings import Settings
 from service.core.unit_of_work import UnitOfWork
@@ -613,3 +614,19 @@ async def test_postgres_refuses_changes_on_every_row(seeded: None, database_url:
     finally:
         await engine.dispose()
     assert await raw_events(database_url) == before
+
+
+NOW_FOR_MANY = datetime(2026, 3, 4, tzinfo=UTC)
+
+
+def test_chaining_many_events_needs_one_to_as_many_as_the_head_has_numbers() -> None:
+    ctx = RequestContext(Caller("sub", "RX1", frozenset()), "req", None)
+    entry = audit.Entry(ctx, "referral.created", "referral", "r", "success", NOW_FOR_MANY, {})
+    head = audit.HeadForMany(chain=0, chain_seq=0, hash=audit.GENESIS_HASH, seqs=[5])
+    with pytest.raises(ValueError):
+        audit.chain_events(head, [entry, entry])
+    with pytest.raises(ValueError):
+        audit.chain_events(head, [])
+    one = audit.chain_events(head, [entry])
+    assert one.last_seq == 5 and one.values["event_prev_hash"] == [audit.GENESIS_HASH]
+    assert one.values["head_hash"] == one.hashes[0]

@@ -314,13 +314,48 @@ async def test_possible_duplicates_match_the_portable_query_in_every_shape(
 # --- Group commit: a batch's statements against one intake's -------------------------------
 
 
+def _lookup(
+    referral: ReferralRecord | None = None,
+    *,
+    key: str | None = None,
+    lock_id: int | None = None,
+    org: str = "RX1",
+    **asked: Any,
+) -> repository.IntakeLookup:
+    """What a batch asks for one intake: by default a referral's duplicates, no key."""
+    values: dict[str, Any] = {"nhs_number": None, "name_key": None, "duplicates_of": org}
+    if referral is not None:
+        values.update(nhs_number=referral.match_nhs_number, name_key=referral.match_name_key)
+    values["referral_id"] = referral.id if referral is not None else str(uuid.uuid4())
+    values.update(asked)
+    return repository.IntakeLookup(org=org, key=key, lock_id=lock_id, **values)
+
+
+def _entry(n: int) -> chain.Entry:
+    ctx = RequestContext(Caller(f"sub-{n}", "RX1", frozenset()), f"req-{n}", None)
+    return chain.Entry(ctx, "referral.created", "referral", f"r-{n}", "success", NOW, {"n": n})
+
+
+async def _store_batch(
+    db: AsyncConnection, records: list[ReferralRecord], keys: list[repository.KeyRow]
+) -> list[str]:
+    """As the group commit does: claim (taking a head), then store with the chained events."""
+    claimed = await repository.claim_many(
+        db, [_lookup(r) for r in records], open_statuses=frozenset({"awaiting_triage"})
+    )
+    assert claimed.head is not None and len(claimed.head.seqs) == len(records)
+    events = chain.chain_events(claimed.head, [_entry(n) for n in range(len(records))])
+    await repository.store_many(db, records, keys, events)
+    return events.hashes
+
+
 async def test_a_batch_stores_the_same_rows_as_one_intake_at_a_time(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     batched, batched_unkeyed, single, single_unkeyed = (_referral() for _ in range(4))
     async with sessions() as session:
         db = await session.connection()
-        await repository.store_many(db, [batched, batched_unkeyed], [_key(batched, "k-batched")])
+        await _store_batch(db, [batched, batched_unkeyed], [_key(batched, "k-batched")])
         await repository.store_with_key_and_head(db, single, _key(single, "k-single"))
         await repository.store_with_key_and_head(db, single_unkeyed, None)
         await session.commit()
@@ -364,13 +399,16 @@ async def test_a_batch_with_a_taken_reference_or_key_stores_nothing(
     async with sessions() as session:
         db = await session.connection()
         with pytest.raises(IntegrityError):
-            await repository.store_many(db, [fine, clash], keys)
+            await _store_batch(db, [fine, clash], keys)
         await session.rollback()
     async with sessions() as session:
         ids = (await session.execute(select(REFERRALS.c.id))).scalars().all()
         moves = (await session.execute(select(REFERRAL_MOVES.c.referral_id))).scalars().all()
         stored_keys = (await session.execute(select(IDEMPOTENCY_KEYS.c.key))).scalars().all()
-        assert (ids, moves, stored_keys) == ([first.id], [first.id], ["k-1"])
+        events = (await session.execute(select(AUDIT_EVENTS.c.seq))).scalars().all()
+        assert (ids, moves, stored_keys, events) == ([first.id], [first.id], ["k-1"], [])
+        result = await verification.verify(session)
+        assert result.to_dict()["valid"], result.to_dict()
 
 
 async def test_a_batch_locks_and_reads_keys_as_one_lookup_at_a_time_does(
@@ -379,28 +417,30 @@ async def test_a_batch_locks_and_reads_keys_as_one_lookup_at_a_time_does(
     referral = _referral()
     await _store_keyed(sessions, referral, "k-1")
     lookups = [
-        repository.KeyLookup("RX1", "k-1", 7),
-        repository.KeyLookup("RX1", "new", 8),
-        repository.KeyLookup("RX2", "k-1", 9),  # another organisation's key of the same name
+        _lookup(key="k-1", lock_id=7),
+        _lookup(key="new", lock_id=8),
+        _lookup(key="k-1", lock_id=9, org="RX2"),  # another organisation's key of the same name
+        _lookup(),  # no key: nothing to lock
     ]
     async with sessions() as session:
         db = await session.connection()
         singles = [
             await repository.lock_and_find_key(db, org=k.org, key=k.key, lock_id=k.lock_id)
-            for k in lookups
+            for k in lookups[:3]
         ]
         await session.rollback()
+    statuses = frozenset({"awaiting_triage"})
     async with sessions() as session, sessions() as other:
         db = await session.connection()
-        batched = await repository.lock_and_find_keys(db, lookups)
-        assert batched == singles
-        assert [found is not None for _, found in batched] == [True, False, False]
+        claimed = await repository.claim_many(db, lookups, open_statuses=statuses)
+        assert [(c.locked, c.found) for c in claimed.intakes] == [*singles, (True, None)]
+        assert [c.found is not None for c in claimed.intakes] == [True, False, False, False]
         # Every lock is this transaction's until it ends.
         other_db = await other.connection()
-        held = await repository.lock_and_find_keys(
-            other_db, [*lookups, repository.KeyLookup("RX1", "free", 10)]
+        held = await repository.claim_many(
+            other_db, [*lookups[:3], _lookup(key="free", lock_id=10)], open_statuses=statuses
         )
-        assert [locked for locked, _ in held] == [False, False, False, True]
+        assert [c.locked for c in held.intakes] == [False, False, False, True]
         await session.rollback()
         await other.rollback()
 
@@ -411,17 +451,25 @@ async def test_a_batch_finds_the_duplicates_each_lookup_finds_alone(
     stored = await _store_duplicate_candidates(sessions)
     statuses = frozenset(str(s) for s in OPEN_STATUSES)
     lookups = [
-        repository.DuplicateLookup(referral_id, nhs, name, org)
-        for referral_id in (stored[0].id, stored[3].id)
-        for nhs in ("9434765919", "1111111111", None)
-        for name in ("name-key-1", "other", None)
-        for org in ("RX1", "RX2", None)
+        _lookup(
+            referral_id=referral_id,
+            nhs_number=nhs,
+            name_key=name,
+            duplicates_of=org,
+            key=f"k-{n}" if n % 2 else None,
+            lock_id=n,
+        )
+        for n, (referral_id, nhs, name, org) in enumerate(
+            (referral_id, nhs, name, org)
+            for referral_id in (stored[0].id, stored[3].id)
+            for nhs in ("9434765919", "1111111111", None)
+            for name in ("name-key-1", "other", None)
+            for org in ("RX1", "RX2", None)
+        )
     ]
     async with sessions() as session:
         db = await session.connection()
-        batched = await repository.possible_duplicates_many(
-            db, lookups, open_statuses=statuses, limit=3
-        )
+        claimed = await repository.claim_many(db, lookups, open_statuses=statuses, limit=3)
         singles = [
             await repository.possible_duplicates(
                 db,
@@ -429,28 +477,23 @@ async def test_a_batch_finds_the_duplicates_each_lookup_finds_alone(
                 nhs_number=k.nhs_number,
                 name_key=k.name_key,
                 open_statuses=statuses,
-                org=k.org,
+                org=k.duplicates_of,
                 limit=3,
             )
             for k in lookups
         ]
-        assert batched == singles
+        assert [c.duplicates for c in claimed.intakes] == singles
         assert sum(1 for found in singles if found) > len(lookups) // 3  # the shapes matched
         assert any(len(found) == 3 for found in singles)  # and the limit applied
         await session.rollback()
 
 
-def _entry(n: int) -> chain.Entry:
-    ctx = RequestContext(Caller(f"sub-{n}", "RX1", frozenset()), f"req-{n}", None)
-    return chain.Entry(ctx, "referral.created", "referral", f"r-{n}", "success", NOW, {"n": n})
-
-
-async def test_events_appended_together_chain_as_if_each_were_appended_alone(
+async def test_events_stored_together_chain_as_if_each_were_appended_alone(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     async with sessions() as session:
         db = await session.connection()
-        hashes = await chain.append_many(db, [_entry(n) for n in range(3)])
+        hashes = await _store_batch(db, [_referral() for _ in range(3)], [])
         e = _entry(3)
         alone = await chain.append(
             db,
@@ -491,17 +534,24 @@ async def test_events_appended_together_chain_as_if_each_were_appended_alone(
 async def test_a_batch_waits_for_a_head_when_every_head_is_busy(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
+    records = [_referral(), _referral()]
     async with sessions() as holder, sessions() as session:
         await holder.execute(text("SELECT chain FROM audit_chain_heads FOR UPDATE"))
         db = await session.connection()
-        appending = asyncio.create_task(chain.append_many(db, [_entry(0), _entry(1)]))
+        claimed = await repository.claim_many(
+            db, [_lookup(r) for r in records], open_statuses=frozenset({"awaiting_triage"})
+        )
+        assert claimed.head is None and len(claimed.intakes) == 2  # read all the same
+        waiting = asyncio.create_task(chain.wait_for_head(db, len(records)))
         await asyncio.sleep(0.3)
-        assert not appending.done()  # it waits rather than appending beside a held head
+        assert not waiting.done()  # it waits rather than appending beside a held head
         await holder.rollback()
-        hashes = await asyncio.wait_for(appending, timeout=30)
+        head = await asyncio.wait_for(waiting, timeout=30)
+        events = chain.chain_events(head, [_entry(0), _entry(1)])
+        await repository.store_many(db, records, [], events)
         await session.commit()
     async with sessions() as session:
         result = await verification.verify(session)
         assert result.to_dict()["valid"], result.to_dict()
         stored = (await session.execute(select(AUDIT_EVENTS.c.hash))).scalars().all()
-        assert sorted(stored) == sorted(hashes)
+        assert sorted(stored) == sorted(events.hashes)

@@ -646,7 +646,7 @@ def _duplicate(row: Any, nhs_number: str | None, *, prefix: str = "") -> Duplica
 @lru_cache(maxsize=8)
 def _pg_claim_many_statement(statuses: tuple[str, ...], limit: int) -> pg_raw.Statement:
     """One row per possible duplicate of each intake (one with NULL `dup_id` if it has none),
-    with its key's lock and lookup and, on every row, the audit head the batch takes.
+    with its key's lock and lookup and, on the first intake's rows, the audit head taken.
 
     The shapes of `_pg_duplicates_statement` fold into one with NULL-able values: no key, no lock
     (and no lookup); no NHS number, no match on it; no `dup_org`, every organisation's."""
@@ -673,7 +673,8 @@ def _pg_claim_many_statement(statuses: tuple[str, ...], limit: int) -> pg_raw.St
         f"AND r.id != a.referral_id AND r.status IN ({open_now}) "
         "AND (a.dup_org IS NULL OR r.org = a.dup_org) "
         f"ORDER BY r.received_at DESC, r.id DESC LIMIT {int(limit)}) AS d ON true "
-        "LEFT JOIN head ON true "
+        # The head on the first intake's rows only: decoded once, not once per row.
+        "LEFT JOIN head ON a.n = 0 "
         "ORDER BY a.n, d.received_at DESC, d.id DESC"
     )
 

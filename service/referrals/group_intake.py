@@ -174,7 +174,7 @@ class IntakeBatches:
 
     async def _alone(self, batch: list[_Intake]) -> None:
         """Each intake as a single intake, in a unit of work of its own."""
-        for item in batch:
+        for n, item in enumerate(batch):
             if item.answer.done():
                 continue
             try:
@@ -182,7 +182,8 @@ class IntakeBatches:
                 async with self.units.begin() as session:
                     created = await intake.submit(session, item.request)
             except Exception as error:
-                _fail([item], error)
+                # The database gone: the rest would each wait as long for the same answer.
+                _fail(batch[n:] if database_unavailable(error) else [item], error)
             else:
                 _answer(item, created)
 

@@ -300,3 +300,33 @@ async def test_a_batch_size_of_one_is_one_transaction_per_intake(
         assert sorted(r.status_code for r in responses[:2]) in ([201, 201], [201, 409])
         assert await _count(unbatched_app, REFERRALS) == 4
         assert (await _verified(client, auth))["valid"] is True
+
+
+@pytest.mark.postgres_only
+async def test_when_the_database_goes_while_intakes_run_alone_the_rest_are_not_tried(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    auth: Any,
+    problem: Any,
+    batch_sizes: list[int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    taken = (await client.post("/v1/referrals", json=make_referral_body(), headers=auth())).json()
+    draws = iter([taken["reference"]])
+    real = intake.new_reference
+    monkeypatch.setattr(intake, "new_reference", lambda: next(draws, None) or real())
+    tried: list[object] = []
+
+    async def shutting_down(_session: object, request: object) -> None:
+        tried.append(request)
+        raise DBAPIError("BEGIN", {}, _DriverError("57P01"))  # admin shutdown: unavailable
+
+    # The batch fails on the taken reference; its intakes then run alone, and the first of
+    # them finds the database gone: the others get the same answer without waiting for it.
+    monkeypatch.setattr(intake, "submit", shutting_down)
+    responses = await _post_all(client, [(make_referral_body(), auth()) for _ in range(4)])
+    assert max(batch_sizes) == 4
+    for response in responses:
+        problem(response, 503)
+    assert len(tried) == 1
+    assert await _count(app, REFERRALS) == 1

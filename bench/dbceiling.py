@@ -25,11 +25,14 @@ characters (rows a few bytes shorter), and the hash of the audit event is not re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import re
 import resource
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -130,7 +133,11 @@ async def capture(database_url: str, admin_dsn: str, keys: payload.KeyPair) -> C
 
     token_pool = payload.tokens(keys, count=1)
     bodies = payload.bodies(count=3)
-    app = create_app(settings)
+    # create_app points this process's logging at stdout, where only the table belongs: the
+    # capture's warnings go with the progress (stderr), its request lines nowhere.
+    with contextlib.redirect_stdout(sys.stderr):
+        app = create_app(settings)
+    logging.getLogger().setLevel(logging.WARNING)
     captured = Captured()
     event.listen(Engine, "after_cursor_execute", after)
     try:

@@ -130,6 +130,43 @@ async def take_head(db: AsyncConnection) -> TakenHead:
     return TakenHead(int(head[0]), int(head[1]), str(head[2]), int(head[3]))
 
 
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One event to append: everything but its place in the chain."""
+
+    ctx: RequestContext
+    action: str
+    resource_type: str
+    resource_id: str | None
+    outcome: str
+    now: datetime
+    details: dict[str, Any]
+
+
+def _event_row(
+    entry: Entry, *, seq: int, chain: int, chain_seq: int, prev_hash: str
+) -> dict[str, Any]:
+    """The stored row of `entry` at its place in a chain, with its hash."""
+    row: dict[str, Any] = {
+        "seq": seq,
+        "chain": chain,
+        "chain_seq": chain_seq,
+        "occurred_at": entry.now,
+        "actor_sub": entry.ctx.caller.sub,
+        "actor_org": entry.ctx.caller.org,
+        "action": entry.action,
+        "resource_type": entry.resource_type,
+        "resource_id": entry.resource_id,
+        "outcome": entry.outcome,
+        "request_id": entry.ctx.request_id,
+        "correlation_id": entry.ctx.correlation_id,
+        "details": entry.details,
+        "prev_hash": prev_hash,
+    }
+    row["hash"] = event_hash(event_document(row))
+    return row
+
+
 async def append(
     db: AsyncConnection,
     ctx: RequestContext,
@@ -153,23 +190,8 @@ async def append(
         head = await take_head(db)
     chain, chain_seq, prev_hash, seq = head.chain, head.chain_seq + 1, head.hash, head.next_seq
 
-    row: dict[str, Any] = {
-        "seq": seq,
-        "chain": chain,
-        "chain_seq": chain_seq,
-        "occurred_at": now,
-        "actor_sub": ctx.caller.sub,
-        "actor_org": ctx.caller.org,
-        "action": action,
-        "resource_type": resource_type,
-        "resource_id": resource_id,
-        "outcome": outcome,
-        "request_id": ctx.request_id,
-        "correlation_id": ctx.correlation_id,
-        "details": details or {},
-        "prev_hash": prev_hash,
-    }
-    row["hash"] = event_hash(event_document(row))
+    entry = Entry(ctx, action, resource_type, resource_id, outcome, now, details or {})
+    row = _event_row(entry, seq=seq, chain=chain, chain_seq=chain_seq, prev_hash=prev_hash)
     if postgres:
         await write_event_postgres(db, row)
     else:
@@ -250,19 +272,6 @@ async def wait_for_head(db: AsyncConnection, events: int) -> HeadForMany:
 
 
 @dataclass(frozen=True, slots=True)
-class Entry:
-    """One event to append with others: everything but its place in the chain."""
-
-    ctx: RequestContext
-    action: str
-    resource_type: str
-    resource_id: str | None
-    outcome: str
-    now: datetime
-    details: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
 class Chained:
     """Events chained on a head, ready for PG_APPEND_EVENTS_SQL and PG_MOVE_HEAD_SQL."""
 
@@ -280,23 +289,8 @@ def chain_events(head: HeadForMany, entries: list[Entry]) -> Chained:
     rows: list[dict[str, Any]] = []
     for entry, seq in zip(entries, head.seqs, strict=False):
         chain_seq += 1
-        row: dict[str, Any] = {
-            "seq": seq,
-            "chain": head.chain,
-            "chain_seq": chain_seq,
-            "occurred_at": entry.now,
-            "actor_sub": entry.ctx.caller.sub,
-            "actor_org": entry.ctx.caller.org,
-            "action": entry.action,
-            "resource_type": entry.resource_type,
-            "resource_id": entry.resource_id,
-            "outcome": entry.outcome,
-            "request_id": entry.ctx.request_id,
-            "correlation_id": entry.ctx.correlation_id,
-            "details": entry.details,
-            "prev_hash": prev_hash,
-        }
-        row["hash"] = prev_hash = event_hash(event_document(row))
+        row = _event_row(entry, seq=seq, chain=head.chain, chain_seq=chain_seq, prev_hash=prev_hash)
+        prev_hash = row["hash"]
         rows.append(row)
     values: dict[str, Any] = {
         f"event_{name}": [row[name] for row in rows] for name in _EVENT_COLUMNS

@@ -16,8 +16,8 @@ is no timer: while fewer than `flushes` batches are in the database a request's 
 once, so a lone request waits for nothing; under load requests queue while batches are in the
 database, and batches grow with the load.
 
-What is not for a batch runs alone, as it always did (`intake.create_referral`, a unit of work
-of its own): a request whose key was seen before (a replay, a reuse, an expired key) after its
+What is not for a batch runs alone, as it always did (`intake.submit`, in a unit of work of
+its own): a request whose key was seen before (a replay, a reuse, an expired key) after its
 batch ends, as its key's lock is the batch's until then; a request whose key is already queued,
 in a later batch; and every request of a batch that fails before COMMIT (a reference drawn twice,
 a key that another instance committed since the lookup, a value the database refuses, anything
@@ -228,12 +228,7 @@ async def _store(db: AsyncConnection, batch: list[_Intake], head: chain.HeadForM
             answer = intake.answer_snapshot(item.referral, item.duplicates)
             keys.append(
                 repository.KeyRow(
-                    org,
-                    key,
-                    item.request_sha256,
-                    item.referral.id,
-                    item.request.now,
-                    {**answer, "reference": item.referral.reference},
+                    org, key, item.request_sha256, item.referral.id, item.request.now, answer
                 )
             )
     entries = [

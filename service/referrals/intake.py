@@ -55,31 +55,16 @@ class IntakeRequest:
 
 
 async def submit(session: AsyncSession, request: IntakeRequest) -> Created:
-    """`create_referral` for an `IntakeRequest`, in `session`'s transaction."""
-    return await create_referral(
-        session=session,
-        ctx=request.ctx,
-        submission=request.submission,
-        ruleset=request.ruleset,
-        now=request.now,
-        today=request.today,
-        idempotency_key=request.idempotency_key,
-        idempotency_ttl=request.idempotency_ttl,
+    """Validate, decide and store a referral with its idempotency record and audit event, in
+    `session`'s transaction."""
+    ctx, submission, ruleset, now, today = (
+        request.ctx,
+        request.submission,
+        request.ruleset,
+        request.now,
+        request.today,
     )
-
-
-async def create_referral(
-    *,
-    session: AsyncSession,
-    ctx: RequestContext,
-    submission: Submission,
-    ruleset: Ruleset,
-    now: datetime,
-    today: date,
-    idempotency_key: str | None,
-    idempotency_ttl: timedelta,
-) -> Created:
-    """Validate, decide and store a referral with its idempotency record and audit event."""
+    idempotency_key, idempotency_ttl = request.idempotency_key, request.idempotency_ttl
     check_submission(submission, ruleset, today)
     db = await session.connection()
     claim = None

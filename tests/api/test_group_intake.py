@@ -66,6 +66,18 @@ async def _verified(client: httpx.AsyncClient, auth: Any) -> dict[str, Any]:
     return result
 
 
+async def _first_draw_is_taken(
+    client: httpx.AsyncClient, auth: Any, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
+    """Store a referral; the next reference drawn is its own again, the ones after are new."""
+    response = await client.post("/v1/referrals", json=make_referral_body(), headers=auth())
+    taken: dict[str, Any] = response.json()
+    draws = iter([taken["reference"]])
+    real = intake.new_reference
+    monkeypatch.setattr(intake, "new_reference", lambda: next(draws, None) or real())
+    return taken
+
+
 def test_group_commit_is_on_for_postgresql_only(app: FastAPI) -> None:
     batches = app.state.services.intake_batches
     if app.state.services.engine.dialect.name == "postgresql":
@@ -163,11 +175,8 @@ async def test_a_reference_already_taken_sends_its_batch_through_one_at_a_time(
     batch_sizes: list[int],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    taken = (await client.post("/v1/referrals", json=make_referral_body(), headers=auth())).json()
-    draws = iter([taken["reference"]])
-    real = intake.new_reference
     # The batch's first intake draws the taken reference: the batch's INSERT fails as a whole.
-    monkeypatch.setattr(intake, "new_reference", lambda: next(draws, None) or real())
+    taken = await _first_draw_is_taken(client, auth, monkeypatch)
 
     responses = await _post_all(client, [(make_referral_body(), auth()) for _ in range(5)])
     assert [r.status_code for r in responses] == [201] * 5, [r.text for r in responses]
@@ -311,10 +320,7 @@ async def test_when_the_database_goes_while_intakes_run_alone_the_rest_are_not_t
     batch_sizes: list[int],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    taken = (await client.post("/v1/referrals", json=make_referral_body(), headers=auth())).json()
-    draws = iter([taken["reference"]])
-    real = intake.new_reference
-    monkeypatch.setattr(intake, "new_reference", lambda: next(draws, None) or real())
+    await _first_draw_is_taken(client, auth, monkeypatch)
     tried: list[object] = []
 
     async def shutting_down(_session: object, request: object) -> None:

@@ -85,7 +85,8 @@ async def test_a_failure_after_the_outbox_insert_leaves_neither_referral_nor_eve
     assert response.status_code == 500
     # The outbox row was written in the transaction (on PostgreSQL twice: in its batch, then
     # in the retry of the intake alone) ...
-    assert seen in ([1], [1, 1])
+    postgres = settings.database_url.startswith("postgresql")
+    assert seen == ([1, 1] if postgres else [1])
     assert await count(settings, WEBHOOK_DELIVERIES) == 0  # ... and rolled back with it
     assert await count(settings, REFERRALS) == 0
     assert await count(settings, AUDIT_EVENTS, action="referral.created") == 0

@@ -83,6 +83,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         finally:
             if services.intake_batches is not None:
                 await services.intake_batches.close()
+            if services.audit_batches is not None:
+                await services.audit_batches.close()
             if webhooks is not None:
                 await webhooks.shut_down(dispatch_task)
             if anchor_task is not None:

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api.rate_limit import limit_organisation
 from eligibility import Ruleset
+from service.audit.group_append import AuditBatches
 from service.audit.refusals import record_refusal
 from service.auth.scopes import (
     SCOPE_AUDIT,
@@ -58,6 +59,9 @@ class Services:
     # Group commit of intakes (PostgreSQL, REFERRAL_INTAKE_BATCH_MAX > 1); None: one
     # transaction per intake, in the request's own unit of work.
     intake_batches: IntakeBatches | None = field(init=False)
+    # Group commit of the reads' audit events (PostgreSQL, REFERRAL_READ_AUDIT_BATCH_MAX > 1);
+    # None: each read appends its event in the request's own unit of work.
+    audit_batches: AuditBatches | None = field(init=False)
 
     def __post_init__(self) -> None:
         # The clock is read through self, so a test that replaces it moves refusals' times too.
@@ -74,6 +78,10 @@ class Services:
         batch_max = self.settings.intake_batch_max
         self.intake_batches = (
             IntakeBatches(self.units, max_batch=batch_max) if postgres and batch_max > 1 else None
+        )
+        audit_max = self.settings.read_audit_batch_max
+        self.audit_batches = (
+            AuditBatches(self.units, max_batch=audit_max) if postgres and audit_max > 1 else None
         )
 
 

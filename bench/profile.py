@@ -21,10 +21,11 @@ import sys
 import tempfile
 import threading
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 from bench import db as dbs
-from bench import loadgen, payload, servers
+from bench import loadgen, payload, reads, servers
 from bench.run import service_env, started_service
 
 # py-spy --subprocesses prefixes each stack with its process chain: process 1:"cmdline";…
@@ -157,6 +158,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=16, help="closed-loop connections")
     parser.add_argument("--out", type=Path, default=Path("var/profile"), help="output folder")
     parser.add_argument("--sqlite", action="store_true", help="profile on SQLite")
+    parser.add_argument(
+        "--phase",
+        choices=("intake", "status", "list"),
+        default="intake",
+        help="what to load while sampling: intakes, or status reads / list pages (as the "
+        "benchmark's read phases send them, after the warm-up's intakes)",
+    )
     parser.add_argument("--summarise", type=Path, metavar="RAW", help="only summarise RAW")
     args = parser.parse_args(argv)
     if args.summarise:
@@ -177,18 +185,26 @@ def main(argv: list[str] | None = None) -> int:
         with started_service(
             databases, env, work, payload.tokens(keys), payload.bodies(), secrets.token_hex(4)
         ) as e2:
+            send: Callable[[], bytes] = e2.factory.next
             load = lambda duration: loadgen.run(  # noqa: E731
                 loadgen.run_closed(
                     servers.HOST,
                     e2.server.port,
-                    e2.factory.next,
+                    send,
                     connections=args.connections,
                     duration=duration,
                     max_requests=int(50_000 * duration),
                 )
             )
-            load(2.0)  # warm up
-            raw = args.out / "e2.raw.txt"
+            load(2.0)  # warm up, and referrals for the reads to read
+            tokens = payload.tokens(keys)
+            if args.phase == "status":
+                send = loadgen.Rotation(
+                    reads.status_requests(databases, e2.server.port, tokens)
+                ).next
+            elif args.phase == "list":
+                send = loadgen.Rotation(reads.list_requests(e2.server.port, tokens)).next
+            raw = args.out / f"e2.{args.phase}.raw.txt"
             record = [
                 py_spy, "record", "--pid", str(e2.server.process.pid), "--subprocesses",
                 "--rate", str(args.rate), "--duration", str(int(seconds)), "--nonblocking",
@@ -210,9 +226,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(b"".join(output).decode(errors="replace"), file=sys.stderr)
                 return 1
         summary = summarise(raw.read_text())
-        (args.out / "e2.summary.txt").write_text(summary + "\n")
+        summary_path = args.out / f"e2.{args.phase}.summary.txt"
+        summary_path.write_text(summary + "\n")
         print(summary)
-        print(f"\nraw stacks: {raw}; summary: {args.out / 'e2.summary.txt'}")
+        print(f"\nraw stacks: {raw}; summary: {summary_path}")
     finally:
         databases.drop()
         shutil.rmtree(work, ignore_errors=True)

@@ -352,6 +352,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             env["REFERRAL_DB_POOL_SIZE"] = str(args.db_pool)
         if args.intake_batch:
             env["REFERRAL_INTAKE_BATCH_MAX"] = str(args.intake_batch)
+        if args.read_audit_batch:
+            env["REFERRAL_READ_AUDIT_BATCH_MAX"] = str(args.read_audit_batch)
         with started_service(databases, env, work, tokens, bodies, nonce) as e2:
             engines["service"] = e2
             _closed(e2, plan, "warmup", plan.warmup_s)
@@ -614,6 +616,7 @@ def _results(
         "workers": WORKERS,
         "db_pool": args.db_pool,
         "intake_batch": args.intake_batch,
+        "read_audit_batch": args.read_audit_batch,
         "bodies": args.bodies,
         "machine": machine(),
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -681,6 +684,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="E2's REFERRAL_INTAKE_BATCH_MAX instead of the default (1: no group commit, one "
         "transaction per intake, as before issue 15's third pass)",
+    )
+    parser.add_argument(
+        "--read-audit-batch",
+        type=int,
+        metavar="N",
+        help="E2's REFERRAL_READ_AUDIT_BATCH_MAX instead of the default (1: each read's audit "
+        "event in the read's own transaction, as before issue 15's fourth pass)",
     )
     args = parser.parse_args(argv)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -109,18 +110,40 @@ def settings(database_url: str, signing_key: SigningKey) -> Settings:
     return make_settings(database_url, signing_key.public_file)
 
 
-@pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+@asynccontextmanager
+async def running_app(settings: Settings) -> AsyncIterator[FastAPI]:
+    """The app for `settings`, started and stopped as a server would."""
     application = create_app(settings)
     async with application.router.lifespan_context(application):
         yield application
 
 
-@pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+@asynccontextmanager
+async def client_of(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         yield http
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    async with running_app(settings) as application:
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_of(app) as http:
+        yield http
+
+
+class DriverError(Exception):
+    """What SQLAlchemy's asyncpg adapter wraps: an error carrying a SQLSTATE, whose message
+    quotes a value (which must never reach an answer or a log line)."""
+
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__("driver message quoting Jane Doe's row")
+        self.sqlstate = sqlstate
 
 
 TokenFactory = Callable[..., str]

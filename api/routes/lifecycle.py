@@ -279,12 +279,16 @@ async def close_referral(
     responses=responses(200, 401, 403, 404, 422, 503),
 )
 async def referral_history(
-    referral_id: uuid.UUID, ctx: CanRead, db: SessionDep, now: ClockDep
+    referral_id: uuid.UUID, ctx: CanRead, db: SessionDep, now: ClockDep, services: ServicesDep
 ) -> list[HistoryEntry]:
     """The referral's moves, intake first: status, action, time, organisation and reason code
     (scope `referrals:read` or `referrals:triage`). No comments, no personal data."""
     lines = await queries.read_history(
-        session=db, ctx=ctx, referral_id=str(referral_id), now=now.now
+        session=db,
+        ctx=ctx,
+        referral_id=str(referral_id),
+        now=now.now,
+        audit=services.audit_batches,
     )
     return [
         HistoryEntry(

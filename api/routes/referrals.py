@@ -98,6 +98,7 @@ async def list_referrals(
     ctx: CanRead,
     db: SessionDep,
     now: ClockDep,
+    services: ServicesDep,
     query: Annotated[ReferralListQuery, Query()],
 ) -> ReferralsPage:
     """A page of referral summaries, newest first, with no personal data (scope
@@ -115,6 +116,7 @@ async def list_referrals(
             received_from=query.received_from,
             received_to=query.received_to,
         ),
+        audit=services.audit_batches,
     )
     return ReferralsPage(
         items=[referral_summary(r, today=now.today, zone=now.zone) for r in page.items],
@@ -129,13 +131,22 @@ async def list_referrals(
     responses=responses(200, 401, 403, 404, 422, 503),
 )
 async def get_referral(
-    referral_id: uuid.UUID, ctx: CanRead, db: SessionDep, now: ClockDep, response: Response
+    referral_id: uuid.UUID,
+    ctx: CanRead,
+    db: SessionDep,
+    now: ClockDep,
+    services: ServicesDep,
+    response: Response,
 ) -> ReferralPublic:
     """The whole referral with its decision (scope `referrals:read` for your organisation's,
     `referrals:triage` for any). Another organisation's referral is 404. The `ETag` is the
     version to send as `If-Match` with an action."""
     referral = await queries.read_referral(
-        session=db, ctx=ctx, referral_id=str(referral_id), now=now.now
+        session=db,
+        ctx=ctx,
+        referral_id=str(referral_id),
+        now=now.now,
+        audit=services.audit_batches,
     )
     response.headers["ETag"] = etag(referral.version)
     duplicates = await queries.duplicates_of(session=db, ctx=ctx, referral=referral)
@@ -149,12 +160,22 @@ async def get_referral(
     responses=responses(200, 401, 403, 404, 422, 503),
 )
 async def get_referral_status(
-    referral_id: uuid.UUID, ctx: CanRead, db: SessionDep, now: ClockDep, response: Response
+    referral_id: uuid.UUID,
+    ctx: CanRead,
+    db: SessionDep,
+    now: ClockDep,
+    services: ServicesDep,
+    response: Response,
 ) -> ReferralStatusPublic:
     """Where the referral stands, with no personal data (scope `referrals:read` or
     `referrals:triage`), and the actions you may take on it now."""
     referral = await queries.read_referral(
-        session=db, ctx=ctx, referral_id=str(referral_id), now=now.now, status_only=True
+        session=db,
+        ctx=ctx,
+        referral_id=str(referral_id),
+        now=now.now,
+        status_only=True,
+        audit=services.audit_batches,
     )
     response.headers["ETag"] = etag(referral.version)
     return referral_status(referral, caller=ctx.caller)

@@ -185,14 +185,17 @@ async def append(
     that already holds a head (taken in one of its own statements) passes it in.
     `details` must hold ids, codes and counts only, never personal data.
     """
-    postgres = db.dialect.name == "postgresql"
+    entry = Entry(ctx, action, resource_type, resource_id, outcome, now, details or {})
+    return await append_entry(db, entry, head=head)
+
+
+async def append_entry(db: AsyncConnection, entry: Entry, *, head: TakenHead | None = None) -> str:
+    """`append`, for an event already made."""
     if head is None:
         head = await take_head(db)
     chain, chain_seq, prev_hash, seq = head.chain, head.chain_seq + 1, head.hash, head.next_seq
-
-    entry = Entry(ctx, action, resource_type, resource_id, outcome, now, details or {})
     row = _event_row(entry, seq=seq, chain=chain, chain_seq=chain_seq, prev_hash=prev_hash)
-    if postgres:
+    if db.dialect.name == "postgresql":
         await write_event_postgres(db, row)
     else:
         await write_event(db, row)
@@ -231,6 +234,7 @@ PG_FREE_HEAD_FOR_MANY_SQL = (
     "AS seqs FROM (SELECT chain, chain_seq, hash FROM audit_chain_heads "
     "ORDER BY chain LIMIT 1 FOR UPDATE SKIP LOCKED) AS head"
 )
+_PG_TAKE_FREE_HEAD_FOR_MANY = pg_raw.Statement.of(PG_FREE_HEAD_FOR_MANY_SQL)
 # ...and, when every head was busy, waiting for one chosen at random, like take_head().
 _PG_WAIT_FOR_HEAD_FOR_MANY = pg_raw.Statement.of(
     "SELECT chain, chain_seq, hash, ARRAY(SELECT nextval("
@@ -246,6 +250,10 @@ PG_APPEND_EVENTS_SQL = (
 PG_MOVE_HEAD_SQL = (
     "UPDATE audit_chain_heads SET chain_seq = :head_chain_seq, seq = :head_seq, "
     "hash = :head_hash WHERE chain = :head_chain"
+)
+# Events on their own (the reads' group commit): both parts in one round trip.
+_PG_APPEND_MANY = pg_raw.Statement.of(
+    f"WITH appended AS ({PG_APPEND_EVENTS_SQL}) {PG_MOVE_HEAD_SQL}"
 )
 
 
@@ -309,6 +317,18 @@ def chain_events(head: HeadForMany, entries: list[Entry]) -> Chained:
 def appended(events: Chained) -> None:
     """Call once the statement that wrote `events` has run."""
     metrics.observe_audit_seq(events.last_seq)
+
+
+async def append_many(db: AsyncConnection, entries: list[Entry]) -> list[str]:
+    """PostgreSQL: `entries`, in order, on one chain in the connection's transaction, in two
+    round trips whatever their number (a free head, else waiting for one; then the events and
+    the head's move); returns their hashes. Call it last: the head stays locked until the end."""
+    row = await pg_raw.fetchrow(db, _PG_TAKE_FREE_HEAD_FOR_MANY, {"events": len(entries)})
+    head = HeadForMany.of(row) if row is not None else await wait_for_head(db, len(entries))
+    events = chain_events(head, entries)
+    await pg_raw.fetch(db, _PG_APPEND_MANY, events.values)
+    appended(events)
+    return events.hashes
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     # PostgreSQL: concurrent intakes commit together, at most this many per transaction
     # (service/referrals/group_intake.py); 1 = one transaction per intake. SQLite: ignored.
     intake_batch_max: int = Field(default=32, ge=1, le=256)
+    # PostgreSQL: the reads' audit events commit together, at most this many per transaction
+    # (service/audit/group_append.py); 1 = each read's event in its own. SQLite: ignored.
+    read_audit_batch_max: int = Field(default=64, ge=1, le=256)
 
     jwt_issuer: str = "https://dev.referrals.local"
     jwt_audience: str = "referral-api"

@@ -7,14 +7,14 @@ five whatever its size: BEGIN; one statement that reads (the keys' locks and loo
 possible duplicates, an audit head); one that writes (referrals, keys, first moves, audit events
 and the head's move); the outbox; COMMIT.
 
-How: each request does its own CPU work in its own task (validation, the rules, the new
-referral) and joins the queue; a flush takes what is queued (at most `max_batch`) and runs it as
-one unit of work, the audit events chained one after another on the head it took. Each request
-is answered only after that commit: a 201 still means the referral, its key and its audit event
-are durable together, and a crash before the commit loses only requests never answered. There
-is no timer: while fewer than `flushes` batches are in the database a request's flush starts at
-once, so a lone request waits for nothing; under load requests queue while batches are in the
-database, and batches grow with the load.
+How (the queue is service/core/group_commit.py's): each request does its own CPU work in its own
+task (validation, the rules, the new referral) and joins the queue; a flush takes what is queued
+(at most `max_batch`) and runs it as one unit of work, the audit events chained one after
+another on the head it took. Each request is answered only after that commit: a 201 still means
+the referral, its key and its audit event are durable together, and a crash before the commit
+loses only requests never answered. There is no timer: while fewer than `flushes` batches are in
+the database a request's flush starts at once, so a lone request waits for nothing; under load
+requests queue while batches are in the database, and batches grow with the load.
 
 What is not for a batch runs alone, as it always did (`intake.submit`, in a unit of work of
 its own): a request whose key was seen before (a replay, a reuse, an expired key) after its
@@ -31,9 +31,7 @@ committed.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
-from collections import deque
 from dataclasses import dataclass, field
 
 from sqlalchemy.exc import IntegrityError
@@ -44,6 +42,7 @@ from service.audit import chain
 from service.core import events as domain_events
 from service.core.canonical import canonical_json, sha256_hex
 from service.core.database import database_unavailable
+from service.core.group_commit import GroupCommit, answer, fail
 from service.core.unit_of_work import UnitOfWork
 from service.referrals import events, idempotency, intake, repository
 from service.referrals.queries import DUPLICATE_STATUSES, PossibleDuplicate, duplicates_seen_by
@@ -73,15 +72,12 @@ class _Intake:
         return None if key is None else (self.org, key)
 
 
-class IntakeBatches:
+class IntakeBatches(GroupCommit[_Intake]):
     """Group commit of intakes for one process; built once with the process's unit of work."""
 
     def __init__(self, units: UnitOfWork, *, max_batch: int = 32, flushes: int = 2) -> None:
+        super().__init__(max_batch=max_batch, flushes=flushes)
         self.units = units
-        self.max_batch = max_batch
-        self.flushes = flushes
-        self._queue: deque[_Intake] = deque()
-        self._running: set[asyncio.Task[None]] = set()
 
     async def submit(self, request: intake.IntakeRequest) -> intake.Created:
         """`intake.submit`, answered once the batch this request joined has committed."""
@@ -94,33 +90,8 @@ class IntakeBatches:
         )
         if request.idempotency_key is not None:
             item.request_sha256 = sha256_hex(canonical_json(request.submission.payload))
-        self._queue.append(item)
-        self._start_flush()
-        # Shielded: a caller that goes away must not cancel its batch (nor its answer's future,
-        # which the batch then sets); the intake commits or not with the others.
-        return await asyncio.shield(item.answer)
-
-    async def close(self) -> None:
-        """Wait for every batch in flight (the app's shutdown: no request is left unanswered)."""
-        while self._running:
-            await asyncio.gather(*self._running, return_exceptions=True)
-
-    def _start_flush(self) -> None:
-        if len(self._running) < self.flushes:
-            # A context of its own: the batch serves many requests, so its log lines must not
-            # carry the request id of whichever request happened to start it.
-            task = asyncio.create_task(self._flush(), context=contextvars.Context())
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
-
-    async def _flush(self) -> None:
-        while self._queue:
-            batch = self._take()
-            try:
-                await self._run(batch)
-            except BaseException as error:  # pragma: no cover - _run answers every intake
-                _fail(batch, error)
-                raise
+        created: intake.Created = await self._enqueue(item)
+        return created
 
     def _take(self) -> list[_Intake]:
         """Up to `max_batch` queued intakes in arrival order, never two with the same key (a
@@ -159,7 +130,7 @@ class IntakeBatches:
             if database_unavailable(error):
                 # Unreachable, out of connections, or the COMMIT's outcome unknown: not retried
                 # (each intake alone would wait as long again, or could be stored twice).
-                _fail(batch, error)
+                fail(batch, error)
                 return
             if not isinstance(error, IntegrityError):
                 # Not expected (IntegrityError is: a reference drawn twice, a key committed
@@ -169,7 +140,7 @@ class IntakeBatches:
             await self._alone(batch)
             return
         for item in stored:
-            _answer(item, intake.Created(item.referral, False, item.duplicates))
+            answer(item, intake.Created(item.referral, False, item.duplicates))
         await self._alone(alone_after)
 
     async def _alone(self, batch: list[_Intake]) -> None:
@@ -183,9 +154,9 @@ class IntakeBatches:
                     created = await intake.submit(session, item.request)
             except Exception as error:
                 # The database gone: the rest would each wait as long for the same answer.
-                _fail(batch[n:] if database_unavailable(error) else [item], error)
+                fail(batch[n:] if database_unavailable(error) else [item], error)
             else:
-                _answer(item, created)
+                answer(item, created)
 
 
 def _lookup(item: _Intake) -> repository.IntakeLookup:
@@ -210,7 +181,7 @@ def _sort(
     alone_after: list[_Intake] = []
     for item, claim in zip(batch, claims, strict=True):
         if not claim.locked:
-            _fail([item], idempotency.in_flight())
+            fail([item], idempotency.in_flight())
         elif claim.found is not None:
             alone_after.append(item)  # a replay, a reuse or an expired key: intake's own rules
         else:
@@ -225,10 +196,10 @@ async def _store(db: AsyncConnection, batch: list[_Intake], head: chain.HeadForM
     for item in batch:
         if item.key is not None:
             org, key = item.key
-            answer = intake.answer_snapshot(item.referral, item.duplicates)
+            snapshot = intake.answer_snapshot(item.referral, item.duplicates)
             keys.append(
                 repository.KeyRow(
-                    org, key, item.request_sha256, item.referral.id, item.request.now, answer
+                    org, key, item.request_sha256, item.referral.id, item.request.now, snapshot
                 )
             )
     entries = [
@@ -246,14 +217,3 @@ async def _store(db: AsyncConnection, batch: list[_Intake], head: chain.HeadForM
     await repository.store_many(
         db, [i.referral for i in batch], keys, chain.chain_events(head, entries)
     )
-
-
-def _answer(item: _Intake, created: intake.Created) -> None:
-    if not item.answer.done():
-        item.answer.set_result(created)
-
-
-def _fail(batch: list[_Intake], error: BaseException) -> None:
-    for item in batch:
-        if not item.answer.done():
-            item.answer.set_exception(error)

@@ -6,14 +6,17 @@ import base64
 import binascii
 import json
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from eligibility import Decision, Ruleset, evaluate
 from service.audit import chain
+from service.audit.group_append import AuditBatches
 from service.auth.scopes import SCOPE_TRIAGE
 from service.core.canonical import as_utc
 from service.core.context import RequestContext
@@ -74,31 +77,51 @@ async def read_referral(
     referral_id: str,
     now: datetime,
     status_only: bool = False,
+    audit: AuditBatches | None = None,
 ) -> ReferralRecord:
     """The referral for its reader, with its audit event. `status_only` (the status read) may
     leave the payload out (an empty dict): the status shows none of it."""
     action = "referral.status_read" if status_only else "referral.read"
-    db = await session.connection()
-    head = None
-    if status_only and db.dialect.name == "postgresql":
-        # The status read is a hot path: the referral and the audit head in one round trip.
-        found, head = await repository.find_status_and_take_head(db, referral_id)
-        referral = _visible(ctx, found, referral_id, action)
-    else:
-        referral = await get_visible_referral(
-            db=db, ctx=ctx, referral_id=referral_id, action=action
-        )
-    await chain.append(
-        db,
-        ctx,
-        action=action,
-        resource_type="referral",
-        resource_id=referral.id,
-        outcome="success",
-        now=now,
-        head=head,
-    )
+    find = repository.find_status if status_only else repository.find
+    async with reading(session, audit) as db:
+        referral = _visible(ctx, await find(db, referral_id), referral_id, action)
+    entry = chain.Entry(ctx, action, "referral", referral.id, "success", now, {})
+    await record_read(session, audit, entry)
     return referral
+
+
+@asynccontextmanager
+async def reading(
+    session: AsyncSession, audit: AuditBatches | None
+) -> AsyncIterator[AsyncConnection]:
+    """The connection a read runs on.
+
+    With the reads' group commit (`audit`, PostgreSQL): a pooled connection of its own, outside
+    any transaction, given back before the read's event is recorded. Each statement is one
+    consistent read on its own and the event commits in the batch, so BEGIN and COMMIT would
+    be two round trips for nothing; and a read that held its connection while it waited for
+    its batch could leave the batch none to commit with. Without it: the unit of work's
+    connection, whose transaction also appends the event."""
+    if audit is None:
+        yield await session.connection()
+        return
+    engine = session.bind
+    if not isinstance(engine, AsyncEngine):
+        raise TypeError("reads with batched audit events need a session bound to an engine")
+    async with engine.connect() as db:
+        yield await db.execution_options(isolation_level="AUTOCOMMIT")
+
+
+async def record_read(
+    session: AsyncSession, audit: AuditBatches | None, entry: chain.Entry
+) -> None:
+    """A read's audit event: committed in the batch (`audit`) before this returns, or appended
+    in the unit of work's transaction, to commit with it. Either way the reader is answered
+    only once the event is durable."""
+    if audit is None:
+        await chain.append_entry(await session.connection(), entry)
+    else:
+        await audit.append(entry)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,41 +173,27 @@ async def list_referrals(
     cursor: str | None,
     now: datetime,
     sort: str = "received",
+    audit: AuditBatches | None = None,
 ) -> Page:
     """Newest first (`received`), or the team's worklist order (`triage`), keyset-paged: a
     cursor names a position, not an offset, so referrals that arrive or move while a client
     is paging never make a page repeat or skip another item."""
-    db = await session.connection()
     org = None if ctx.caller.has(SCOPE_TRIAGE) else ctx.caller.org
-    if sort == "triage":
-        after = decode_cursor(cursor, sort) if cursor else None
-        rows = await repository.worklist_order(
-            db,
-            org=org,
-            filters=filters,
-            after=after,
-            limit=limit + 1,
-        )
-    else:
-        before = decode_cursor(cursor) if cursor else None
-        rows = await repository.newest_first(
-            db,
-            org=org,
-            filters=filters,
-            before=before,
-            limit=limit + 1,
-        )
+    async with reading(session, audit) as db:
+        if sort == "triage":
+            after = decode_cursor(cursor, sort) if cursor else None
+            rows = await repository.worklist_order(
+                db, org=org, filters=filters, after=after, limit=limit + 1
+            )
+        else:
+            before = decode_cursor(cursor) if cursor else None
+            rows = await repository.newest_first(
+                db, org=org, filters=filters, before=before, limit=limit + 1
+            )
     items, more = rows[:limit], len(rows) > limit
-    await chain.append(
-        db,
-        ctx,
-        action="referral.listed",
-        resource_type="referral",
-        resource_id=None,
-        outcome="success",
-        now=now,
-        details={"returned": len(items)},
-    )
+    details = {"returned": len(items)}
+    entry = chain.Entry(ctx, "referral.listed", "referral", None, "success", now, details)
+    await record_read(session, audit, entry)
     return Page(items, encode_cursor(items[-1], sort) if more and items else None)
 
 
@@ -297,23 +306,22 @@ async def duplicates_of(
 
 
 async def read_history(
-    *, session: AsyncSession, ctx: RequestContext, referral_id: str, now: datetime
+    *,
+    session: AsyncSession,
+    ctx: RequestContext,
+    referral_id: str,
+    now: datetime,
+    audit: AuditBatches | None = None,
 ) -> list[repository.HistoryLine]:
     """The referral's moves, intake first: statuses, actions, times, organisations and reason
     codes only (never a comment or a person)."""
-    db = await session.connection()
-    referral = await get_visible_referral(
-        db=db, ctx=ctx, referral_id=referral_id, action="referral.history_read"
-    )
-    lines = await repository.history(db, referral.id)
-    await chain.append(
-        db,
-        ctx,
-        action="referral.history_read",
-        resource_type="referral",
-        resource_id=referral.id,
-        outcome="success",
-        now=now,
-        details={"returned": len(lines)},
-    )
+    action = "referral.history_read"
+    async with reading(session, audit) as db:
+        referral = await get_visible_referral(
+            db=db, ctx=ctx, referral_id=referral_id, action=action
+        )
+        lines = await repository.history(db, referral.id)
+    details = {"returned": len(lines)}
+    entry = chain.Entry(ctx, action, "referral", referral.id, "success", now, details)
+    await record_read(session, audit, entry)
     return lines

@@ -126,36 +126,23 @@ async def find(db: AsyncConnection, referral_id: str) -> ReferralRecord | None:
     return None if row is None else _record(row)
 
 
-# PostgreSQL, on asyncpg: what a status read shows of a referral, and a free audit head for
-# its event, in one round trip. Every column but the payload: personal data that a status never
-# shows, and the largest value to decode. The head is taken (on the join's inner side) only
-# when the referral exists; it stays locked until the transaction ends, as append() expects.
+# PostgreSQL, on asyncpg: what a status read shows of a referral. Every column but the
+# payload: personal data that a status never shows, and the largest value to decode.
 _STATUS_COLUMNS = tuple(name for name in COLUMNS if name != "payload")
-_PG_STATUS_AND_HEAD = pg_raw.Statement.of(
-    f"WITH head AS ({chain.PG_FREE_HEAD_SQL}) "
-    f"SELECT {', '.join('r.' + name for name in _STATUS_COLUMNS)}, head.chain AS head_chain, "
-    "head.chain_seq AS head_chain_seq, head.hash AS head_hash, head.seq AS head_seq "
-    "FROM referrals AS r LEFT JOIN head ON true WHERE r.id = :referral_id"
+_PG_STATUS = pg_raw.Statement.of(
+    f"SELECT {', '.join(_STATUS_COLUMNS)} FROM referrals WHERE id = :referral_id"
 )
 
 
-async def find_status_and_take_head(
-    db: AsyncConnection, referral_id: str
-) -> tuple[ReferralRecord | None, chain.TakenHead | None]:
-    """PostgreSQL: the referral without its payload (an empty dict in its place), or None;
-    and an audit head this transaction now holds (None: every chain's head was busy)."""
-    row = await pg_raw.fetchrow(db, _PG_STATUS_AND_HEAD, {"referral_id": referral_id})
+async def find_status(db: AsyncConnection, referral_id: str) -> ReferralRecord | None:
+    """The referral as a status read needs it, or None: on PostgreSQL without its payload (an
+    empty dict in its place), elsewhere whole."""
+    if db.dialect.name != "postgresql":
+        return await find(db, referral_id)
+    row = await pg_raw.fetchrow(db, _PG_STATUS, {"referral_id": referral_id})
     if row is None:
-        return None, None
-    record = ReferralRecord(**{name: row[name] for name in _STATUS_COLUMNS}, payload={})
-    head = (
-        None
-        if row["head_chain"] is None
-        else chain.TakenHead(
-            row["head_chain"], row["head_chain_seq"], row["head_hash"], row["head_seq"]
-        )
-    )
-    return record, head
+        return None
+    return ReferralRecord(**{name: row[name] for name in _STATUS_COLUMNS}, payload={})
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,13 +30,28 @@ async def fails_before_writing(*_args: Any, **_kwargs: Any) -> str:
     raise database_error()
 
 
-ORIGINAL_APPEND = audit.append
+ORIGINAL_APPEND = audit.append_entry
+ORIGINAL_APPEND_MANY = audit.append_many
 
 
 async def fails_after_writing(*args: Any, **kwargs: Any) -> str:
     """The event and the head move are in the transaction; then the database gives out."""
     await ORIGINAL_APPEND(*args, **kwargs)
     raise database_error()
+
+
+async def many_fail_after_writing(*args: Any, **kwargs: Any) -> list[str]:
+    """The same for the reads' batch of events (group commit on PostgreSQL)."""
+    await ORIGINAL_APPEND_MANY(*args, **kwargs)
+    raise database_error()
+
+
+def break_audit(monkeypatch: pytest.MonkeyPatch, broken_append: Any) -> None:
+    """Every way an event is appended: alone (`append` goes through `append_entry`), and the
+    reads' batches on PostgreSQL."""
+    monkeypatch.setattr(audit, "append_entry", broken_append)
+    after = broken_append is fails_after_writing
+    monkeypatch.setattr(audit, "append_many", many_fail_after_writing if after else broken_append)
 
 
 ORIGINAL_STORE_MANY = repository.store_many
@@ -98,7 +113,7 @@ async def test_a_referral_is_not_stored_when_its_audit_event_cannot_be_written(
 ) -> None:
     before = await snapshot(app)
     headers = {**auth(), "Idempotency-Key": "audit-down-1"}
-    monkeypatch.setattr(audit, "append", broken_append)
+    break_audit(monkeypatch, broken_append)
     break_batched_audit(monkeypatch, broken_append)
 
     response = await client.post("/v1/referrals", json=make_referral_body(), headers=headers)
@@ -138,7 +153,7 @@ async def test_a_read_fails_when_its_audit_event_cannot_be_written(
     created = await client.post("/v1/referrals", json=make_referral_body(), headers=auth())
     assert created.status_code == 201
     before = await snapshot(app)
-    monkeypatch.setattr(audit, "append", broken_append)
+    break_audit(monkeypatch, broken_append)
 
     response = await client.get(
         path.format(referral_id=created.json()["id"]), headers=auth(scopes=ALL_SCOPES)
@@ -157,7 +172,7 @@ async def test_an_eligibility_check_fails_when_its_audit_event_cannot_be_written
     broken_append: Callable[..., Any],
 ) -> None:
     before = await snapshot(app)
-    monkeypatch.setattr(audit, "append", broken_append)
+    break_audit(monkeypatch, broken_append)
     response = await client.post("/v1/eligibility/check", json=make_referral_body(), headers=auth())
     assert_unavailable(response, problem)
     assert await snapshot(app) == before
@@ -177,7 +192,7 @@ async def test_a_refusal_fails_when_its_audit_event_cannot_be_written(
     created = await client.post("/v1/referrals", json=make_referral_body(), headers=auth())
     referral_id = created.json()["id"]
     before = await snapshot(app)
-    monkeypatch.setattr(audit, "append", broken_append)
+    break_audit(monkeypatch, broken_append)
 
     if refusal == "missing_scope":
         response = await client.get("/v1/audit-events", headers=auth())

@@ -15,13 +15,11 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 
-from api.app import create_app
-from service.core.settings import Settings
 from service.models import AUDIT_EVENTS, IDEMPOTENCY_KEYS, REFERRAL_MOVES, REFERRALS
 from service.referrals import intake, repository
 from service.referrals.group_intake import IntakeBatches
 from tests.api.lifecycle.helpers import OTHER_REFERRER, REFERRER, TEAM
-from tests.conftest import SigningKey, make_settings
+from tests.conftest import DriverError, SigningKey, client_of, make_settings, running_app
 from tests.factories import make_referral_body
 
 AUDITOR = {"org": "PIT01", "sub": "auditor-1", "scopes": ("audit:read_all",)}
@@ -188,12 +186,6 @@ async def test_a_reference_already_taken_sends_its_batch_through_one_at_a_time(
     assert (await _verified(client, auth))["valid"] is True
 
 
-class _DriverError(Exception):
-    def __init__(self, sqlstate: str) -> None:
-        super().__init__("driver message quoting Jane Doe's row")
-        self.sqlstate = sqlstate
-
-
 @pytest.mark.postgres_only
 async def test_a_database_outage_in_a_batch_answers_every_request_and_stores_nothing(
     app: FastAPI,
@@ -204,7 +196,7 @@ async def test_a_database_outage_in_a_batch_answers_every_request_and_stores_not
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     async def cancelled(*_args: object) -> None:
-        raise DBAPIError("INSERT INTO referrals ...", {}, _DriverError("57014"))
+        raise DBAPIError("INSERT INTO referrals ...", {}, DriverError("57014"))
 
     monkeypatch.setattr(repository, "store_many", cancelled)
     responses = await _post_all(client, [(make_referral_body(), auth()) for _ in range(4)])
@@ -223,7 +215,7 @@ async def test_a_database_outage_in_a_batch_answers_every_request_and_stores_not
         pytest.param(ValueError("a message quoting Jane Doe"), id="unexpected"),
         # A value the database refuses (string data too long): the request's fault, not the
         # database's, so it must not take the rest of the batch down with it.
-        pytest.param(DBAPIError("INSERT ...", {}, _DriverError("22001")), id="refused-value"),
+        pytest.param(DBAPIError("INSERT ...", {}, DriverError("22001")), id="refused-value"),
     ],
 )
 async def test_a_failing_batch_runs_each_intake_alone_and_logs_no_values(
@@ -286,9 +278,8 @@ async def test_a_batch_shows_each_caller_only_the_duplicates_it_may_see(
 
 @pytest.fixture
 async def unbatched_app(database_url: str, signing_key: SigningKey) -> AsyncIterator[FastAPI]:
-    settings: Settings = make_settings(database_url, signing_key.public_file, intake_batch_max=1)
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
+    settings = make_settings(database_url, signing_key.public_file, intake_batch_max=1)
+    async with running_app(settings) as application:
         yield application
 
 
@@ -297,8 +288,7 @@ async def test_a_batch_size_of_one_is_one_transaction_per_intake(
     unbatched_app: FastAPI, auth: Any
 ) -> None:
     assert unbatched_app.state.services.intake_batches is None
-    transport = httpx.ASGITransport(app=unbatched_app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+    async with client_of(unbatched_app) as client:
         keyed = {**auth(), "Idempotency-Key": "alone"}
         responses = await _post_all(
             client, [(make_referral_body(), keyed)] * 2 + [(make_referral_body(), auth())] * 3
@@ -325,7 +315,7 @@ async def test_when_the_database_goes_while_intakes_run_alone_the_rest_are_not_t
 
     async def shutting_down(_session: object, request: object) -> None:
         tried.append(request)
-        raise DBAPIError("BEGIN", {}, _DriverError("57P01"))  # admin shutdown: unavailable
+        raise DBAPIError("BEGIN", {}, DriverError("57P01"))  # admin shutdown: unavailable
 
     # The batch fails on the taken reference; its intakes then run alone, and the first of
     # them finds the database gone: the others get the same answer without waiting for it.

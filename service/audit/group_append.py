@@ -1,0 +1,78 @@
+"""Group commit of the reads' audit events on PostgreSQL: one transaction for all in flight.
+
+Why (issue #15): every read is audited, and a read's event took a transaction of its own:
+BEGIN, the audit head, the event, COMMIT, four round trips and a commit for a read whose
+answer needs one statement. Now a read runs its statement on its own (no transaction) and hands
+its event here; a batch appends every queued event in one transaction of four round trips,
+chained one after another on one head exactly as if each had been appended alone.
+
+A read is answered only once its event has committed: no reader sees data whose reading is not
+on the record. If a batch cannot commit because the database cannot serve, every read in it
+fails (a 503), as a single read would. Any other failure is not expected (the events are made
+here, from ids and codes); each event of that batch is then appended alone in a transaction of
+its own, so one bad event fails one read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from service.audit import chain
+from service.core.database import database_unavailable
+from service.core.group_commit import GroupCommit, answer, fail
+from service.core.unit_of_work import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False, slots=True)
+class _Event:
+    entry: chain.Entry
+    answer: asyncio.Future[str]
+
+
+class AuditBatches(GroupCommit[_Event]):
+    """The reads' audit events for one process; built once with the process's unit of work."""
+
+    def __init__(self, units: UnitOfWork, *, max_batch: int = 64, flushes: int = 2) -> None:
+        super().__init__(max_batch=max_batch, flushes=flushes)
+        self.units = units
+
+    async def append(self, entry: chain.Entry) -> str:
+        """`chain.append_entry` in a transaction shared with the other events in flight;
+        returns the event's hash once it has committed."""
+        item = _Event(entry, asyncio.get_running_loop().create_future())
+        appended: str = await self._enqueue(item)
+        return appended
+
+    async def _run(self, batch: list[_Event]) -> None:
+        try:
+            async with self.units.begin() as session:
+                db = await session.connection()
+                hashes = await chain.append_many(db, [item.entry for item in batch])
+        except Exception as error:
+            if database_unavailable(error):
+                fail(batch, error)  # alone, each would wait as long again
+                return
+            # Only the error's class: its text may quote values.
+            log.error(
+                "audit batch failed (%s); its events are appended alone", type(error).__name__
+            )
+            await self._alone(batch)
+            return
+        for item, appended in zip(batch, hashes, strict=True):
+            answer(item, appended)
+
+    async def _alone(self, batch: list[_Event]) -> None:
+        for n, item in enumerate(batch):
+            try:
+                async with self.units.begin() as session:
+                    appended = await chain.append_entry(await session.connection(), item.entry)
+            except Exception as error:
+                fail(batch[n:] if database_unavailable(error) else [item], error)
+                if database_unavailable(error):
+                    return
+            else:
+                answer(item, appended)

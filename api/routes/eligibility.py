@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import CanSubmit, ClockDep, RulesetDep, SessionDep
+from api.deps import CanSubmit, ClockDep, RulesetDep, ServicesDep, SessionDep
 from api.json_body import StrictJsonRoute
 from api.openapi_docs import REFERRAL_EXAMPLES, responses
 from api.schemas.common import EvaluationDate
@@ -30,6 +30,7 @@ async def check_eligibility(
     db: SessionDep,
     now: ClockDep,
     ruleset: RulesetDep,
+    services: ServicesDep,
     as_of: Annotated[
         EvaluationDate | None,
         Query(
@@ -47,5 +48,6 @@ async def check_eligibility(
         ruleset=ruleset,
         as_of=as_of or now.today,
         now=now.now,
+        audit=services.audit_batches,
     )
     return Decision.model_validate(decision.to_dict())

@@ -1,5 +1,8 @@
 """Group commit of the reads' audit events on PostgreSQL: one transaction for all in flight.
 
+(A read here is any request that writes nothing but its audit event: the reads, and the
+eligibility dry run.)
+
 Why (issue #15): every read is audited, and a read's event took a transaction of its own:
 BEGIN, the audit head, the event, COMMIT, four round trips and a commit for a read whose
 answer needs one statement. Now a read runs its statement on its own (no transaction) and hands
@@ -18,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.audit import chain
 from service.core.database import database_unavailable
@@ -76,3 +81,13 @@ class AuditBatches(GroupCommit[_Event]):
                     return
             else:
                 answer(item, appended)
+
+
+async def record(session: AsyncSession, batches: AuditBatches | None, entry: chain.Entry) -> None:
+    """The audit event of a request that writes nothing else: committed in a batch before this
+    returns (`batches`, PostgreSQL), or appended in the session's transaction, to commit with
+    it. Either way the caller is answered only once the event is durable."""
+    if batches is None:
+        await chain.append_entry(await session.connection(), entry)
+    else:
+        await batches.append(entry)

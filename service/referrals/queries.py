@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from eligibility import Decision, Ruleset, evaluate
-from service.audit import chain
+from service.audit import chain, group_append
 from service.audit.group_append import AuditBatches
 from service.auth.scopes import SCOPE_TRIAGE
 from service.core.canonical import as_utc
@@ -86,7 +86,7 @@ async def read_referral(
     async with reading(session, audit) as db:
         referral = _visible(ctx, await find(db, referral_id), referral_id, action)
     entry = chain.Entry(ctx, action, "referral", referral.id, "success", now, {})
-    await record_read(session, audit, entry)
+    await group_append.record(session, audit, entry)
     return referral
 
 
@@ -110,18 +110,6 @@ async def reading(
         raise TypeError("reads with batched audit events need a session bound to an engine")
     async with engine.connect() as db:
         yield await db.execution_options(isolation_level="AUTOCOMMIT")
-
-
-async def record_read(
-    session: AsyncSession, audit: AuditBatches | None, entry: chain.Entry
-) -> None:
-    """A read's audit event: committed in the batch (`audit`) before this returns, or appended
-    in the unit of work's transaction, to commit with it. Either way the reader is answered
-    only once the event is durable."""
-    if audit is None:
-        await chain.append_entry(await session.connection(), entry)
-    else:
-        await audit.append(entry)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +181,7 @@ async def list_referrals(
     items, more = rows[:limit], len(rows) > limit
     details = {"returned": len(items)}
     entry = chain.Entry(ctx, "referral.listed", "referral", None, "success", now, details)
-    await record_read(session, audit, entry)
+    await group_append.record(session, audit, entry)
     return Page(items, encode_cursor(items[-1], sort) if more and items else None)
 
 
@@ -205,26 +193,20 @@ async def check_eligibility(
     ruleset: Ruleset,
     as_of: date,
     now: datetime,
+    audit: AuditBatches | None = None,
 ) -> Decision:
     """The dry run: the same checks and rules as intake; only an audit event is stored."""
     check_submission(submission, ruleset, as_of)
     decision = evaluate(submission.facts, ruleset, as_of)
-    await chain.append(
-        await session.connection(),
-        ctx,
-        action="eligibility.checked",
-        resource_type="eligibility",
-        resource_id=None,
-        outcome="success",
-        now=now,
-        details={
-            "outcome": decision.outcome,
-            "priority": decision.priority,
-            "safeguarding_alert": decision.safeguarding_alert,
-            "ruleset_version": decision.ruleset.version,
-            "as_of": as_of.isoformat(),
-        },
-    )
+    details = {
+        "outcome": decision.outcome,
+        "priority": decision.priority,
+        "safeguarding_alert": decision.safeguarding_alert,
+        "ruleset_version": decision.ruleset.version,
+        "as_of": as_of.isoformat(),
+    }
+    entry = chain.Entry(ctx, "eligibility.checked", "eligibility", None, "success", now, details)
+    await group_append.record(session, audit, entry)
     return decision
 
 
@@ -323,5 +305,5 @@ async def read_history(
         lines = await repository.history(db, referral.id)
     details = {"returned": len(lines)}
     entry = chain.Entry(ctx, action, "referral", referral.id, "success", now, details)
-    await record_read(session, audit, entry)
+    await group_append.record(session, audit, entry)
     return lines

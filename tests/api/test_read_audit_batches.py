@@ -14,12 +14,12 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 
 from service.audit import chain
 from service.audit.group_append import AuditBatches
-from service.models import AUDIT_EVENTS
+from service.models import AUDIT_EVENTS, REFERRALS
 from tests.api.lifecycle import helpers
 from tests.conftest import DriverError, SigningKey, client_of, make_settings, running_app
 from tests.factories import make_referral_body
@@ -188,6 +188,43 @@ async def test_another_organisations_read_in_the_same_batch_is_404_and_recorded_
             (REFERRER["org"], "referral.status_read", "not_found"),
         ]
     )
+    assert (await _verified(client, auth))["valid"] is True
+
+
+@pytest.mark.postgres_only
+async def test_concurrent_dry_runs_share_a_commit_and_store_only_their_events(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    auth: Any,
+    batch_sizes: list[int],
+    hold_until: Callable[[int], None],
+) -> None:
+    before = len(await _events(app))
+    hold_until(4)
+    responses = await asyncio.gather(
+        *(
+            client.post(
+                "/v1/eligibility/check",
+                json=make_referral_body(concerns__duration_weeks=n + 1),
+                headers=auth(**REFERRER),
+            )
+            for n in range(4)
+        )
+    )
+    assert [r.status_code for r in responses] == [200] * 4, [r.text for r in responses]
+    assert batch_sizes == [4]
+    events = (await _events(app))[before:]
+    assert sorted((e.request_id, e.action) for e in events) == sorted(
+        (r.headers["x-request-id"], "eligibility.checked") for r in responses
+    )
+    for event, response in zip(
+        sorted(events, key=lambda e: e.request_id),
+        sorted(responses, key=lambda r: r.headers["x-request-id"]),
+        strict=True,
+    ):
+        assert event.details["outcome"] == response.json()["outcome"]
+    async with app.state.services.engine.connect() as conn:
+        assert (await conn.execute(select(func.count()).select_from(REFERRALS))).scalar() == 0
     assert (await _verified(client, auth))["valid"] is True
 
 

@@ -68,7 +68,10 @@ class UnitOfWork:
             except BaseException:
                 await self._rollback(session)
                 raise
-            await session.commit()
+            if session.in_transaction():
+                # A session nothing used (a read whose event a batch committed, an intake that
+                # a batch stored) has nothing to commit, and committing it is not free.
+                await session.commit()
             for hook in session.info.pop(_AFTER_COMMIT, ()):
                 hook()
 

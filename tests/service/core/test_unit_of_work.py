@@ -54,6 +54,30 @@ async def test_work_commits_and_then_runs_its_hooks(engine: AsyncEngine) -> None
     assert await _head_position(engine) == 99
 
 
+async def test_a_unit_of_work_nothing_used_runs_its_hooks_without_a_commit(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An intake a batch stored, a read whose event a batch committed: the request's own unit of
+    # work never touched the database, and a commit of nothing still costs a round of SQLAlchemy.
+    commits: list[AsyncSession] = []
+    commit = AsyncSession.commit
+
+    async def counted(self: AsyncSession) -> None:
+        commits.append(self)
+        await commit(self)
+
+    monkeypatch.setattr(AsyncSession, "commit", counted)
+    ran: list[str] = []
+    units = UnitOfWork(make_sessionmaker(engine))
+    async with units.begin() as session:
+        after_commit(session, lambda: ran.append("hook"))
+    assert (ran, commits) == (["hook"], [])
+    async with units.begin() as session:
+        await _touch(session)
+    assert len(commits) == 1
+    assert await _head_position(engine) == 99
+
+
 async def test_an_error_rolls_everything_back_and_runs_no_hook(engine: AsyncEngine) -> None:
     ran: list[str] = []
     units = UnitOfWork(make_sessionmaker(engine))

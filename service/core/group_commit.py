@@ -58,16 +58,21 @@ class GroupCommit(Generic[ItemT]):
             # carry the request id of whichever request happened to start it.
             task = asyncio.create_task(self._flush(), context=contextvars.Context())
             self._running.add(task)
-            task.add_done_callback(self._running.discard)
 
     async def _flush(self) -> None:
-        while self._queue:
-            batch = self._take()
-            try:
-                await self._run(batch)
-            except BaseException as error:  # pragma: no cover - _run answers every item
-                fail(batch, error)
-                raise
+        try:
+            while self._queue:
+                batch = self._take()
+                try:
+                    await self._run(batch)
+                except BaseException as error:  # pragma: no cover - _run answers every item
+                    fail(batch, error)
+                    raise
+        finally:
+            # Gone from the running set in the same step as the last look at the queue, not in
+            # a done-callback a loop turn later: an item queued in between would see every
+            # flush still "running", start none, and wait for the next request to come along.
+            self._running.discard(asyncio.current_task())
 
     def _take(self) -> list[ItemT]:
         """Up to `max_batch` queued items, in arrival order."""

@@ -70,7 +70,9 @@ def unnest_rows(table: Table, columns: Sequence[str], *, prefix: str = "") -> st
 
 
 async def driver(db: AsyncConnection) -> Any:
-    """The asyncpg connection under `db`, inside the transaction the unit of work will end."""
+    """The asyncpg connection under `db`, inside the transaction the unit of work will end; or,
+    on a connection lent with isolation_level AUTOCOMMIT (a read's, service/referrals/queries.py),
+    outside any: the adapter then begins none, and each statement stands alone."""
     # The fairy of the connection the session already holds: no I/O, no greenlet switch.
     adapter: Any = db.sync_connection.connection.dbapi_connection  # type: ignore[union-attr]
     if not adapter._started:

@@ -299,6 +299,8 @@ async def read_history(
     codes only (never a comment or a person)."""
     action = "referral.history_read"
     async with reading(session, audit) as db:
+        # Outside a transaction these are two reads, not one snapshot; enough here, since a
+        # referral never changes organisation and its moves are only ever appended.
         referral = await get_visible_referral(
             db=db, ctx=ctx, referral_id=referral_id, action=action
         )

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from service.audit import chain
@@ -73,6 +73,11 @@ async def _events(app: FastAPI) -> list[Any]:
     async with app.state.services.engine.connect() as conn:
         rows = await conn.execute(select(AUDIT_EVENTS).order_by(AUDIT_EVENTS.c.seq))
         return list(rows.all())
+
+
+async def _heads(app: FastAPI) -> list[chain.ChainHead]:
+    async with app.state.services.engine.connect() as conn:
+        return await chain.read_heads(conn)
 
 
 async def _verified(client: httpx.AsyncClient, auth: Any) -> dict[str, Any]:
@@ -337,4 +342,24 @@ async def test_more_waiting_reads_than_pooled_connections_still_commit(
             *(client.get("/v1/referrals", headers=auth(**REFERRER)) for _ in range(4)),
         )
         assert [r.status_code for r in responses] == [200] * 16, [r.text for r in responses]
+        assert (await _verified(client, auth))["valid"] is True
+
+
+@pytest.mark.postgres_only
+async def test_a_connection_a_read_used_outside_a_transaction_comes_back_transactional(
+    database_url: str, signing_key: SigningKey, auth: Any
+) -> None:
+    # One pooled connection: the read's (AUTOCOMMIT while it is lent) is the very one the next
+    # unit of work gets, which must still roll back everything when it fails.
+    settings = make_settings(database_url, signing_key.public_file, db_pool_size=1)
+    async with running_app(settings) as app, client_of(app) as client:
+        ours = await _referral(client, auth, REFERRER)
+        status = await client.get(f"/v1/referrals/{ours}/status", headers=auth(**REFERRER))
+        assert status.status_code == 200
+        heads = await _heads(app)
+        with pytest.raises(RuntimeError):
+            async with app.state.services.units.begin() as session:
+                await session.execute(text("UPDATE audit_chain_heads SET hash = 'edited'"))
+                raise RuntimeError("the work fails after writing")
+        assert await _heads(app) == heads
         assert (await _verified(client, auth))["valid"] is True

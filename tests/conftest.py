@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from api.app import create_app
 from service.auth.devkeys import mint_token
+from service.core.group_commit import GroupCommit
 from service.core.settings import Settings
 from tests.databases import PostgresDatabases, SqliteDatabases, backends, postgres_url
 
@@ -135,6 +136,21 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     async with client_of(app) as http:
         yield http
+
+
+def batch_sizes_of(monkeypatch: pytest.MonkeyPatch, batches: type[GroupCommit[Any]]) -> list[int]:
+    """The size of every batch that `batches` (a group-commit class) runs from now on, so that a
+    test can show its requests really shared one: requests that happened to go one by one
+    would prove nothing."""
+    sizes: list[int] = []
+    run = batches._run
+
+    async def counted(self: GroupCommit[Any], batch: list[Any]) -> None:
+        sizes.append(len(batch))
+        await run(self, batch)
+
+    monkeypatch.setattr(batches, "_run", counted)
+    return sizes
 
 
 class DriverError(Exception):

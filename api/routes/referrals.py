@@ -141,7 +141,7 @@ async def get_referral(
     """The whole referral with its decision (scope `referrals:read` for your organisation's,
     `referrals:triage` for any). Another organisation's referral is 404. The `ETag` is the
     version to send as `If-Match` with an action."""
-    referral = await queries.read_referral(
+    referral, duplicates = await queries.read_referral(
         session=db,
         ctx=ctx,
         referral_id=str(referral_id),
@@ -149,7 +149,6 @@ async def get_referral(
         audit=services.audit_batches,
     )
     response.headers["ETag"] = etag(referral.version)
-    duplicates = await queries.duplicates_of(session=db, ctx=ctx, referral=referral)
     return referral_public(referral, caller=ctx.caller, possible_duplicates=duplicates)
 
 
@@ -169,12 +168,11 @@ async def get_referral_status(
 ) -> ReferralStatusPublic:
     """Where the referral stands, with no personal data (scope `referrals:read` or
     `referrals:triage`), and the actions you may take on it now."""
-    referral = await queries.read_referral(
+    referral = await queries.read_status(
         session=db,
         ctx=ctx,
         referral_id=str(referral_id),
         now=now.now,
-        status_only=True,
         audit=services.audit_batches,
     )
     response.headers["ETag"] = etag(referral.version)

@@ -42,8 +42,7 @@ class AuditBatches(GroupCommit[_Event]):
     """The reads' audit events for one process; built once with the process's unit of work."""
 
     def __init__(self, units: UnitOfWork, *, max_batch: int = 64, flushes: int = 2) -> None:
-        super().__init__(max_batch=max_batch, flushes=flushes)
-        self.units = units
+        super().__init__(units, max_batch=max_batch, flushes=flushes)
 
     async def append(self, entry: chain.Entry) -> str:
         """`chain.append_entry` in a transaction shared with the other events in flight;
@@ -71,16 +70,10 @@ class AuditBatches(GroupCommit[_Event]):
             answer(item, appended)
 
     async def _alone(self, batch: list[_Event]) -> None:
-        for n, item in enumerate(batch):
-            try:
-                async with self.units.begin() as session:
-                    appended = await chain.append_entry(await session.connection(), item.entry)
-            except Exception as error:
-                fail(batch[n:] if database_unavailable(error) else [item], error)
-                if database_unavailable(error):
-                    return
-            else:
-                answer(item, appended)
+        async def one(session: AsyncSession, item: _Event) -> str:
+            return await chain.append_entry(await session.connection(), item.entry)
+
+        await self._each_alone(batch, one)
 
 
 async def record(session: AsyncSession, batches: AuditBatches | None, entry: chain.Entry) -> None:

@@ -17,8 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Generic, Protocol, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.core.database import database_unavailable
+from service.core.unit_of_work import UnitOfWork
 
 
 class Waiting(Protocol):
@@ -33,7 +38,8 @@ ItemT = TypeVar("ItemT", bound=Waiting)
 class GroupCommit(Generic[ItemT]):
     """The queue and the flushes of one process; `_run` is the subclass's batch."""
 
-    def __init__(self, *, max_batch: int, flushes: int = 2) -> None:
+    def __init__(self, units: UnitOfWork, *, max_batch: int, flushes: int = 2) -> None:
+        self.units = units
         self.max_batch = max_batch
         self.flushes = flushes
         self._queue: deque[ItemT] = deque()
@@ -81,6 +87,24 @@ class GroupCommit(Generic[ItemT]):
 
     async def _run(self, batch: list[ItemT]) -> None:
         raise NotImplementedError
+
+    async def _each_alone(
+        self, items: list[ItemT], work: Callable[[AsyncSession, ItemT], Awaitable[Any]]
+    ) -> None:
+        """Each item's `work` in a unit of work of its own (what a failed batch hands back), so
+        that one bad item fails alone. Once the database is found unable to serve, the rest
+        get that error at once instead of each waiting for it again."""
+        for n, item in enumerate(items):
+            if item.answer.done():
+                continue
+            try:
+                # No actor: a refusal is raised to the request, whose unit of work records it.
+                async with self.units.begin() as session:
+                    value = await work(session, item)
+            except Exception as error:
+                fail(items[n:] if database_unavailable(error) else [item], error)
+            else:
+                answer(item, value)
 
 
 def answer(item: Waiting, value: Any) -> None:

@@ -76,8 +76,7 @@ class IntakeBatches(GroupCommit[_Intake]):
     """Group commit of intakes for one process; built once with the process's unit of work."""
 
     def __init__(self, units: UnitOfWork, *, max_batch: int = 32, flushes: int = 2) -> None:
-        super().__init__(max_batch=max_batch, flushes=flushes)
-        self.units = units
+        super().__init__(units, max_batch=max_batch, flushes=flushes)
 
     async def submit(self, request: intake.IntakeRequest) -> intake.Created:
         """`intake.submit`, answered once the batch this request joined has committed."""
@@ -144,19 +143,8 @@ class IntakeBatches(GroupCommit[_Intake]):
         await self._alone(alone_after)
 
     async def _alone(self, batch: list[_Intake]) -> None:
-        """Each intake as a single intake, in a unit of work of its own."""
-        for n, item in enumerate(batch):
-            if item.answer.done():
-                continue
-            try:
-                # No actor: a refusal is raised to the request, whose unit of work records it.
-                async with self.units.begin() as session:
-                    created = await intake.submit(session, item.request)
-            except Exception as error:
-                # The database gone: the rest would each wait as long for the same answer.
-                fail(batch[n:] if database_unavailable(error) else [item], error)
-            else:
-                answer(item, created)
+        """Each intake as a single intake."""
+        await self._each_alone(batch, lambda session, item: intake.submit(session, item.request))
 
 
 def _lookup(item: _Intake) -> repository.IntakeLookup:

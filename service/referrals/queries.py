@@ -37,6 +37,7 @@ __all__ = [
     "list_referrals",
     "read_history",
     "read_referral",
+    "read_status",
 ]
 
 
@@ -70,24 +71,41 @@ def _visible(
     return referral
 
 
+async def read_status(
+    *,
+    session: AsyncSession,
+    ctx: RequestContext,
+    referral_id: str,
+    now: datetime,
+    audit: AuditBatches | None = None,
+) -> ReferralRecord:
+    """The referral as its status shows it, with its audit event: on PostgreSQL without its
+    payload (an empty dict), which a status shows none of."""
+    action = "referral.status_read"
+    async with reading(session, audit) as db:
+        referral = _visible(ctx, await repository.find_status(db, referral_id), referral_id, action)
+    entry = chain.Entry(ctx, action, "referral", referral.id, "success", now, {})
+    await group_append.record(session, audit, entry)
+    return referral
+
+
 async def read_referral(
     *,
     session: AsyncSession,
     ctx: RequestContext,
     referral_id: str,
     now: datetime,
-    status_only: bool = False,
     audit: AuditBatches | None = None,
-) -> ReferralRecord:
-    """The referral for its reader, with its audit event. `status_only` (the status read) may
-    leave the payload out (an empty dict): the status shows none of it."""
-    action = "referral.status_read" if status_only else "referral.read"
-    find = repository.find_status if status_only else repository.find
+) -> tuple[ReferralRecord, list[PossibleDuplicate]]:
+    """The whole referral for its reader, and the possible duplicates this reader may see (on
+    the same connection), with its audit event."""
+    action = "referral.read"
     async with reading(session, audit) as db:
-        referral = _visible(ctx, await find(db, referral_id), referral_id, action)
+        referral = _visible(ctx, await repository.find(db, referral_id), referral_id, action)
+        duplicates = await _duplicates_of(db, ctx, referral)
     entry = chain.Entry(ctx, action, "referral", referral.id, "success", now, {})
     await group_append.record(session, audit, entry)
-    return referral
+    return referral, duplicates
 
 
 @asynccontextmanager
@@ -278,8 +296,14 @@ async def duplicates_of(
     *, session: AsyncSession, ctx: RequestContext, referral: ReferralRecord
 ) -> list[PossibleDuplicate]:
     """For the team's view of a referral: the other open referrals of the same infant."""
+    return await _duplicates_of(await session.connection(), ctx, referral)
+
+
+async def _duplicates_of(
+    db: AsyncConnection, ctx: RequestContext, referral: ReferralRecord
+) -> list[PossibleDuplicate]:
     return await possible_duplicates(
-        await session.connection(),
+        db,
         ctx,
         referral_id=referral.id,
         nhs_number=referral.match_nhs_number,

@@ -19,7 +19,14 @@ from service.models import AUDIT_EVENTS, IDEMPOTENCY_KEYS, REFERRAL_MOVES, REFER
 from service.referrals import intake, repository
 from service.referrals.group_intake import IntakeBatches
 from tests.api.lifecycle.helpers import OTHER_REFERRER, REFERRER, TEAM
-from tests.conftest import DriverError, SigningKey, client_of, make_settings, running_app
+from tests.conftest import (
+    DriverError,
+    SigningKey,
+    batch_sizes_of,
+    client_of,
+    make_settings,
+    running_app,
+)
 from tests.factories import make_referral_body
 
 AUDITOR = {"org": "PIT01", "sub": "auditor-1", "scopes": ("audit:read_all",)}
@@ -28,17 +35,7 @@ NHS = "9434765919"
 
 @pytest.fixture
 def batch_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The size of every batch that ran, so that a test can show its intakes really shared
-    one (a test whose requests happened to run one by one would prove nothing)."""
-    sizes: list[int] = []
-    run = IntakeBatches._run
-
-    async def counted(self: IntakeBatches, batch: list[Any]) -> None:
-        sizes.append(len(batch))
-        await run(self, batch)
-
-    monkeypatch.setattr(IntakeBatches, "_run", counted)
-    return sizes
+    return batch_sizes_of(monkeypatch, IntakeBatches)
 
 
 async def _count(app: FastAPI, table: Any, **where: Any) -> int:

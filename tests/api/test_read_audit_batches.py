@@ -21,7 +21,14 @@ from service.audit import chain
 from service.audit.group_append import AuditBatches
 from service.models import AUDIT_EVENTS, REFERRALS
 from tests.api.lifecycle import helpers
-from tests.conftest import DriverError, SigningKey, client_of, make_settings, running_app
+from tests.conftest import (
+    DriverError,
+    SigningKey,
+    batch_sizes_of,
+    client_of,
+    make_settings,
+    running_app,
+)
 from tests.factories import make_referral_body
 
 AUDITOR = {"org": "PIT01", "sub": "auditor-1", "scopes": ("audit:read_all",)}
@@ -36,17 +43,7 @@ READ_ACTIONS = {
 
 @pytest.fixture
 def batch_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The size of every batch that ran: a test whose reads happened to go one by one would
-    prove nothing about sharing."""
-    sizes: list[int] = []
-    run = AuditBatches._run
-
-    async def counted(self: AuditBatches, batch: list[Any]) -> None:
-        sizes.append(len(batch))
-        await run(self, batch)
-
-    monkeypatch.setattr(AuditBatches, "_run", counted)
-    return sizes
+    return batch_sizes_of(monkeypatch, AuditBatches)
 
 
 @pytest.fixture

@@ -7,7 +7,10 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
 from service.core.group_commit import GroupCommit, answer
+from service.core.unit_of_work import UnitOfWork
 
 
 @dataclass(eq=False)
@@ -22,7 +25,8 @@ class _Echo(GroupCommit[_Item]):
     """Answers each item with its value; `on_batch` runs inside a batch, before it ends."""
 
     def __init__(self, *, flushes: int) -> None:
-        super().__init__(max_batch=8, flushes=flushes)
+        # The unit of work is only for items run alone, which these batches never hand back.
+        super().__init__(UnitOfWork(async_sessionmaker()), max_batch=8, flushes=flushes)
         self.batches: list[list[int]] = []
         self.on_batch: list[Any] = []
 
